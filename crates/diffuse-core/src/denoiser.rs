@@ -1,0 +1,17 @@
+//! What a sampler needs from a model.
+
+use burn::tensor::Tensor;
+
+use crate::error::Result;
+use crate::forward::PredictionType;
+
+/// Anything that maps a noisy batch x_t and its timesteps to a prediction: a network, an exact
+/// analytic denoiser, or a guidance wrapper around either.
+pub trait Denoiser<const D: usize> {
+    /// What [`Denoiser::predict`] returns (ε, x_0 or v).
+    fn prediction_type(&self) -> PredictionType;
+
+    /// The prediction for `x_t`, whose row i is at (possibly fractional) training timestep
+    /// `timesteps[i]`.
+    fn predict(&self, x_t: Tensor<D>, timesteps: &[f64]) -> Result<Tensor<D>>;
+}
