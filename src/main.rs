@@ -1,1 +1,50 @@
-fn main() { diffuse_core::hello(); let _d = burn::tensor::Device::flex(); }
+//! `diffuse`: train, sample and evaluate denoising diffusion models from the command line.
+//!
+//! A thin layer over `diffuse-core`: each subcommand parses flags, calls the library, and reports.
+
+mod args;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "diffuse",
+    version,
+    about = "Denoising diffusion models: noise schedules, samplers, exact toy denoisers",
+    long_about = "Denoising diffusion models on burn: noise schedules that match diffusers, DDPM and \
+                  DDIM samplers, and an exact Gaussian-mixture denoiser for sampler experiments.\n\n\
+                  Start with `diffuse demo`; every subcommand explains its flags with --help."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a noise schedule (betas, alphas_cumprod) and its inference timesteps.
+    Schedule(commands::schedule::ScheduleCommand),
+    /// Draw samples with a sampler from an exact Gaussian-mixture denoiser.
+    Sample(commands::sample::SampleCommand),
+    /// Run the built-in demo: sample a 2-D mixture with DDPM and DDIM, write samples and a plot.
+    Demo(commands::demo::DemoCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Schedule(cmd) => cmd.run(),
+        Command::Sample(cmd) => cmd.run(),
+        Command::Demo(cmd) => cmd.run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -209,6 +209,74 @@ impl GaussianMixture {
     }
 }
 
+/// What a set of samples says about one mixture component, next to the truth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentStats {
+    /// Samples assigned to the component (highest responsibility).
+    pub count: usize,
+    /// Fraction of samples assigned, and its true weight.
+    pub weight: f64,
+    pub true_weight: f64,
+    /// Standard error of the weight estimate from n samples: √(w(1−w)/n).
+    pub weight_std_error: f64,
+    /// Mean of the assigned samples, and the true mean.
+    pub mean: Vec<f64>,
+    pub true_mean: Vec<f64>,
+    /// Standard error of each mean coordinate: s_kd/√count.
+    pub mean_std_error: Vec<f64>,
+}
+
+impl ComponentStats {
+    /// The largest error of this component's weight and mean, in standard errors.
+    pub fn max_error_in_std_errors(&self) -> f64 {
+        let weight = (self.weight - self.true_weight).abs() / self.weight_std_error;
+        self.mean
+            .iter()
+            .zip(&self.true_mean)
+            .zip(&self.mean_std_error)
+            .map(|((m, t), se)| (m - t).abs() / se)
+            .fold(weight, f64::max)
+    }
+}
+
+impl GaussianMixture {
+    /// Assigns each sample (rows of length D, row-major) to its most likely component and compares
+    /// the per-component weights and means with the truth.
+    pub fn component_stats(&self, samples: &[f64]) -> Vec<ComponentStats> {
+        let dim = self.dim();
+        let n = samples.len() / dim;
+        let k = self.weights.len();
+        let mut counts = vec![0usize; k];
+        let mut sums = vec![vec![0.0; dim]; k];
+        for row in samples.chunks(dim) {
+            let resp = self.responsibilities(row, 1.0, 0.0);
+            let best = (0..k)
+                .max_by(|&a, &b| resp[a].total_cmp(&resp[b]))
+                .expect("a mixture has at least one component");
+            counts[best] += 1;
+            sums[best].iter_mut().zip(row).for_each(|(s, x)| *s += x);
+        }
+        (0..k)
+            .map(|c| {
+                let count = counts[c];
+                let w = self.weights[c];
+                ComponentStats {
+                    count,
+                    weight: count as f64 / n as f64,
+                    true_weight: w,
+                    weight_std_error: (w * (1.0 - w) / n as f64).sqrt(),
+                    mean: sums[c].iter().map(|s| s / count.max(1) as f64).collect(),
+                    true_mean: self.means[c].clone(),
+                    mean_std_error: self.stds[c]
+                        .iter()
+                        .map(|s| s / (count.max(1) as f64).sqrt())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
 /// The exact denoiser of a [`GaussianMixture`] under a discrete schedule, reporting its prediction
 /// in any parameterisation. It computes on the host in f64 and returns a tensor of x_t's dtype.
 #[derive(Debug, Clone)]

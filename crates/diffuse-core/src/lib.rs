@@ -12,6 +12,7 @@ pub mod forward;
 pub mod gmm;
 pub mod io;
 pub mod noise;
+pub mod plot;
 pub mod sampler;
 pub mod schedule;
 pub mod tensor_ops;

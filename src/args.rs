@@ -1,0 +1,78 @@
+//! Flag groups shared by several subcommands.
+
+use anyhow::Result;
+use burn::tensor::Device;
+use clap::Args;
+use diffuse_core::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
+
+/// The forward process: which β schedule over how many training steps.
+#[derive(Args, Debug, Clone)]
+pub struct ScheduleArgs {
+    /// β schedule: linear, scaled-linear, cosine (diffusers' squaredcos_cap_v2), sigmoid, or
+    /// continuous-sigmoid (Chen 2023; see --sigmoid-start/--sigmoid-end/--sigmoid-tau).
+    #[arg(long, default_value = "linear")]
+    pub beta_schedule: String,
+    /// T, the number of training timesteps.
+    #[arg(long, default_value_t = 1000)]
+    pub num_train_timesteps: usize,
+    /// First β of the linear, scaled-linear and sigmoid schedules.
+    #[arg(long, default_value_t = 0.0001)]
+    pub beta_start: f64,
+    /// Last β of the linear, scaled-linear and sigmoid schedules.
+    #[arg(long, default_value_t = 0.02)]
+    pub beta_end: f64,
+    /// Start of the continuous sigmoid schedule's input range.
+    #[arg(long, default_value_t = -3.0, allow_negative_numbers = true)]
+    pub sigmoid_start: f64,
+    /// End of the continuous sigmoid schedule's input range.
+    #[arg(long, default_value_t = 3.0, allow_negative_numbers = true)]
+    pub sigmoid_end: f64,
+    /// Temperature τ of the continuous sigmoid schedule.
+    #[arg(long, default_value_t = 1.0)]
+    pub sigmoid_tau: f64,
+    /// Rescale the schedule to zero terminal SNR (Lin et al. 2023); pair it with trailing spacing
+    /// and v-prediction.
+    #[arg(long)]
+    pub rescale_zero_snr: bool,
+}
+
+impl ScheduleArgs {
+    pub fn build(&self) -> Result<NoiseSchedule> {
+        let kind = BetaSchedule::from_name(
+            &self.beta_schedule,
+            self.beta_start,
+            self.beta_end,
+            (self.sigmoid_start, self.sigmoid_end, self.sigmoid_tau),
+        )?;
+        Ok(NoiseSchedule::new(
+            &kind,
+            self.num_train_timesteps,
+            self.rescale_zero_snr,
+        )?)
+    }
+}
+
+/// How inference timesteps are picked.
+#[derive(Args, Debug, Clone)]
+pub struct SpacingArgs {
+    /// Timestep spacing: leading (diffusers' default), trailing, or linspace.
+    #[arg(long, default_value = "leading")]
+    pub timestep_spacing: TimestepSpacing,
+    /// Offset added to every leading-spaced timestep (diffusers' steps_offset).
+    #[arg(long, default_value_t = 0)]
+    pub steps_offset: usize,
+}
+
+/// Where tensors live.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Compute device: flex (pure-Rust CPU), or vulkan / cuda in builds with that feature.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+impl DeviceArgs {
+    pub fn build(&self) -> Result<Device> {
+        Ok(diffuse_core::device::parse_device(&self.device)?)
+    }
+}
