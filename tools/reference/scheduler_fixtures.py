@@ -36,8 +36,10 @@ BETA_RANGES = {
 
 
 def floats(t):
-    """A tensor as a flat list of Python floats (float32 values are exact in float64)."""
-    return [float(v) for v in t.detach().to(torch.float64).flatten().tolist()]
+    """A tensor as a flat list of Python floats (float32 values are exact in float64). Non-finite
+    values (diffusers' float32 DDIM can take the square root of a rounded-negative number) become
+    null, which JSON can hold."""
+    return [v if math.isfinite(v) else None for v in t.detach().to(torch.float64).flatten().tolist()]
 
 
 def f32_normal(shape, scale=1.0):

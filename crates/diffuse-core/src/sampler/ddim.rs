@@ -72,7 +72,8 @@ pub fn ddim_step<const D: usize>(
         eps
     };
     let sigma = ddim_sigma(options.eta, alpha_bar_t, alpha_bar_prev);
-    let direction = eps.mul_scalar((1.0 - alpha_bar_prev - sigma * sigma).sqrt());
+    // At ᾱ_t = 0 and η = 1 the radicand is 0 exactly; rounding must not turn it into NaN.
+    let direction = eps.mul_scalar((1.0 - alpha_bar_prev - sigma * sigma).max(0.0).sqrt());
     let mean = x0.clone().mul_scalar(alpha_bar_prev.sqrt()) + direction;
     let prev_sample = match noise {
         Some(z) if options.eta > 0.0 => mean + z.mul_scalar(sigma),

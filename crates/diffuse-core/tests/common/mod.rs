@@ -1,0 +1,39 @@
+//! Helpers shared by the integration tests: fixtures and tensor construction.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::PathBuf;
+
+use burn::tensor::{DType, Device, Tensor};
+use diffuse_core::tensor_ops::from_host_f64;
+use serde_json::Value;
+
+/// A JSON fixture written by tools/reference/scheduler_fixtures.py.
+pub fn fixture(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("fixture is valid JSON")
+}
+
+/// Numbers of a fixture array; `null` (a non-finite value in the reference run) reads as NaN.
+pub fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| if x.is_null() { f64::NAN } else { x.as_f64().expect("number") })
+        .collect()
+}
+
+pub fn usizes(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("non-negative integer") as usize)
+        .collect()
+}
+
+pub fn tensor2(values: &Value, shape: [usize; 2], dtype: DType) -> Tensor<2> {
+    from_host_f64(floats(values), shape, &Device::flex(), dtype)
+}
