@@ -67,7 +67,14 @@ impl DemoCommand {
         for (name, sampler, steps) in runs {
             let plan = SamplingPlan::new(sampler, &schedule, steps, TimestepSpacing::Leading, 0)?;
             let bar = step_progress(name);
-            let samples = generate(&denoiser, &schedule, &plan, &[2], &config, &mut report_to(&bar))?;
+            let samples = generate(
+                &denoiser,
+                &schedule,
+                &plan,
+                &[2],
+                &config,
+                &mut report_to(&bar),
+            )?;
             bar.finish_and_clear();
             let path = self.out.join(format!("{name}.safetensors"));
             let tensor = HostTensor {
@@ -80,8 +87,13 @@ impl DemoCommand {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
         let data: Vec<f64> = mixture.sample(self.n, &mut rng).concat();
 
-        println!("\n{:<10} {:>12} {:>14} {:>16}", "sampler", "avg log p", "max weight err", "max error / s.e.");
-        for (name, samples) in std::iter::once(("data", &data)).chain(results.iter().map(|(n, s)| (*n, s))) {
+        println!(
+            "\n{:<10} {:>12} {:>14} {:>16}",
+            "sampler", "avg log p", "max weight err", "max error / s.e."
+        );
+        for (name, samples) in
+            std::iter::once(("data", &data)).chain(results.iter().map(|(n, s)| (*n, s)))
+        {
             let log_p = samples
                 .chunks(2)
                 .map(|x| mixture.log_density(x))
@@ -122,9 +134,16 @@ impl DemoCommand {
         println!(
             "\nPanels of {}: exact draws, then {} (red, over the data in grey).",
             png.display(),
-            results.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            results
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        println!("Samples: {}/<sampler>.safetensors (tensor `samples`, [N, 2]).", self.out.display());
+        println!(
+            "Samples: {}/<sampler>.safetensors (tensor `samples`, [N, 2]).",
+            self.out.display()
+        );
         Ok(())
     }
 }

@@ -108,7 +108,14 @@ impl SampleCommand {
             dtype: DType::F32,
         };
         let bar = step_progress(&self.sampler);
-        let samples = generate(&denoiser, &schedule, &plan, &[dim], &config, &mut report_to(&bar))?;
+        let samples = generate(
+            &denoiser,
+            &schedule,
+            &plan,
+            &[dim],
+            &config,
+            &mut report_to(&bar),
+        )?;
         bar.finish_and_clear();
         let tensor = HostTensor {
             shape: vec![self.n, dim],

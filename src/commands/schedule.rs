@@ -48,7 +48,10 @@ impl ScheduleCommand {
             return Ok(());
         }
         let t = schedule.num_train_timesteps();
-        println!("{:>6} {:>12} {:>12} {:>12} {:>10}", "t", "beta", "alpha_bar", "sigma", "log_snr");
+        println!(
+            "{:>6} {:>12} {:>12} {:>12} {:>10}",
+            "t", "beta", "alpha_bar", "sigma", "log_snr"
+        );
         let rows: Vec<usize> = match &timesteps {
             Some(ts) => ts.clone(),
             None => (0..t).step_by((t / 10).max(1)).chain([t - 1]).collect(),

@@ -179,6 +179,10 @@ pub fn posterior_log_variance_clipped(alphas_cumprod: &[f64], t: usize) -> f64 {
         let prev = if t == 0 { 1.0 } else { alphas_cumprod[t - 1] };
         Posterior::new(alphas_cumprod[t], prev).variance
     };
-    let t = if t == 0 && alphas_cumprod.len() > 1 { 1 } else { t };
+    let t = if t == 0 && alphas_cumprod.len() > 1 {
+        1
+    } else {
+        t
+    };
     variance_at(t).ln()
 }

@@ -45,7 +45,9 @@ impl GaussianMixture {
         } = spec;
         let k = weights.len();
         if k == 0 {
-            return Err(DiffuseError::config("a mixture needs at least one component"));
+            return Err(DiffuseError::config(
+                "a mixture needs at least one component",
+            ));
         }
         if means.len() != k || stds.len() != k {
             return Err(DiffuseError::config(format!(
@@ -56,7 +58,9 @@ impl GaussianMixture {
         }
         let dim = means[0].len();
         if dim == 0 {
-            return Err(DiffuseError::config("mixture means must have at least one dimension"));
+            return Err(DiffuseError::config(
+                "mixture means must have at least one dimension",
+            ));
         }
         if let Some((i, w)) = weights
             .iter()
@@ -330,11 +334,15 @@ impl Denoiser<2> for GmmDenoiser {
             let alpha_bar = self.schedule.alpha_bar_at(t);
             let (a, sigma) = (alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt());
             let x0 = self.mixture.posterior_mean(row, a, sigma);
-            output.extend(row.iter().zip(&x0).map(|(x, x0)| match self.prediction_type {
-                PredictionType::Sample => *x0,
-                PredictionType::Epsilon => (x - a * x0) / sigma,
-                PredictionType::VPrediction => (a * x - x0) / sigma,
-            }));
+            output.extend(
+                row.iter()
+                    .zip(&x0)
+                    .map(|(x, x0)| match self.prediction_type {
+                        PredictionType::Sample => *x0,
+                        PredictionType::Epsilon => (x - a * x0) / sigma,
+                        PredictionType::VPrediction => (a * x - x0) / sigma,
+                    }),
+            );
         }
         Ok(from_host_f64(output, [batch, dim], &device, dtype))
     }

@@ -54,7 +54,14 @@ pub fn scatter_panels_png(
 fn draw_frame(img: &mut RgbImage, x0: u32, size: u32) {
     let grey = Rgb([200, 200, 200]);
     for i in 0..size {
-        for (x, y) in [(x0 + i, 0), (x0 + i, size - 1), (x0, i), (x0 + size - 1, i), (x0 + i, size / 2), (x0 + size / 2, i)] {
+        for (x, y) in [
+            (x0 + i, 0),
+            (x0 + i, size - 1),
+            (x0, i),
+            (x0 + size - 1, i),
+            (x0 + i, size / 2),
+            (x0 + size / 2, i),
+        ] {
             img.put_pixel(x, y, grey);
         }
     }

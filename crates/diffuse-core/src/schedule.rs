@@ -165,7 +165,9 @@ fn sigmoid(x: f64) -> f64 {
 
 /// Improved DDPM, Eq. 17: ᾱ(t) = cos²((t + 0.008)/1.008 · π/2), t ∈ [0, 1].
 fn cosine_alpha_bar(t: f64) -> f64 {
-    ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2)
+    ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
+        .cos()
+        .powi(2)
 }
 
 /// Chen 2023, Algorithm 1 (sigmoid γ(t)), clipped to [1e-9, 1] as in the paper's code.

@@ -34,7 +34,11 @@ pub fn per_sample<const D: usize>(coefficients: &[f64], like: &Tensor<D>) -> Ten
 
 /// ‖a − b‖∞ / ‖b‖∞: the relative error we state tolerances in.
 pub fn relative_max_error(actual: &[f64], expected: &[f64]) -> f64 {
-    assert_eq!(actual.len(), expected.len(), "compared vectors differ in length");
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "compared vectors differ in length"
+    );
     let scale = expected.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
     let diff = actual
         .iter()

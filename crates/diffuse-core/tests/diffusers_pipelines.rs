@@ -18,7 +18,10 @@ struct Replay(std::vec::IntoIter<Vec<f64>>);
 
 impl NoiseSource for Replay {
     fn next_like<const D: usize>(&mut self, like: &Tensor<D>) -> Tensor<D> {
-        let values = self.0.next().expect("the sampler asked for more noise than diffusers used");
+        let values = self
+            .0
+            .next()
+            .expect("the sampler asked for more noise than diffusers used");
         from_host_f64(values, like.dims(), &like.device(), like.dtype())
     }
 }
@@ -63,15 +66,25 @@ fn sampling_loops_match_diffusers() {
             cfg["timestep_spacing"].as_str().unwrap()
         );
         for (dtype, tolerance) in [(DType::F64, 1e-6), (DType::F32, 1e-5)] {
-            let step_noise: Vec<Vec<f64>> =
-                case["step_noise"].as_array().unwrap().iter().map(floats).collect();
+            let step_noise: Vec<Vec<f64>> = case["step_noise"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(floats)
+                .collect();
             let mut noise = Replay(step_noise.into_iter());
             let x_t = tensor2(&case["init_noise"], shape, dtype);
             let out = sample(&denoiser, &schedule, &plan, x_t, &mut noise, &mut |_, _| {}).unwrap();
-            assert!(noise.0.next().is_none(), "diffusers used more step noise than we did");
+            assert!(
+                noise.0.next().is_none(),
+                "diffusers used more step noise than we did"
+            );
             let err = relative_max_error(&to_host_f64(out).unwrap(), &reference);
             println!("{label} {dtype:?}: relative error {err:.3e}");
-            assert!(err <= tolerance, "{label} {dtype:?}: {err:.3e} > {tolerance:e}");
+            assert!(
+                err <= tolerance,
+                "{label} {dtype:?}: {err:.3e} > {tolerance:e}"
+            );
         }
     }
 }

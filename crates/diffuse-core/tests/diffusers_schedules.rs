@@ -12,7 +12,10 @@ fn assert_close_to_f32_reference(what: &str, ours: &[f64], reference: &[f64]) ->
     let mut worst: f64 = 0.0;
     for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
         let bound = 5e-5 * b.abs() + 1e-6;
-        assert!((a - b).abs() <= bound, "{what}[{i}]: ours {a}, diffusers {b}");
+        assert!(
+            (a - b).abs() <= bound,
+            "{what}[{i}]: ours {a}, diffusers {b}"
+        );
         worst = worst.max((a - b).abs() / bound);
     }
     worst

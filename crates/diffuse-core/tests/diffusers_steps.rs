@@ -53,8 +53,26 @@ fn run_step(
     let sample = tensor2(&record["sample"], shape, dtype);
     let noise = Some(tensor2(&record["noise"], shape, dtype));
     match sampler {
-        SamplerKind::Ddpm(o) => ddpm_step(schedule, t, prev_t, prediction_type, o, model_output, sample, noise),
-        SamplerKind::Ddim(o) => ddim_step(schedule, t, prev_t, prediction_type, o, model_output, sample, noise),
+        SamplerKind::Ddpm(o) => ddpm_step(
+            schedule,
+            t,
+            prev_t,
+            prediction_type,
+            o,
+            model_output,
+            sample,
+            noise,
+        ),
+        SamplerKind::Ddim(o) => ddim_step(
+            schedule,
+            t,
+            prev_t,
+            prediction_type,
+            o,
+            model_output,
+            sample,
+            noise,
+        ),
     }
 }
 
@@ -69,9 +87,11 @@ fn ddpm_and_ddim_steps_match_diffusers() {
     for case in cases {
         let cfg = &case["config"];
         let key = case["schedule_key"].as_str().unwrap();
-        let schedule = NoiseSchedule::from_alphas_cumprod(floats(&fx["alphas_cumprod"][key])).unwrap();
+        let schedule =
+            NoiseSchedule::from_alphas_cumprod(floats(&fx["alphas_cumprod"][key])).unwrap();
         let sampler = sampler_of(case);
-        let prediction_type: PredictionType = cfg["prediction_type"].as_str().unwrap().parse().unwrap();
+        let prediction_type: PredictionType =
+            cfg["prediction_type"].as_str().unwrap().parse().unwrap();
         let plan = SamplingPlan::new(
             sampler,
             &schedule,
@@ -80,7 +100,11 @@ fn ddpm_and_ddim_steps_match_diffusers() {
             cfg["steps_offset"].as_u64().unwrap() as usize,
         )
         .unwrap();
-        assert_eq!(plan.timesteps, usizes(&case["timesteps"]), "timesteps of {cfg}");
+        assert_eq!(
+            plan.timesteps,
+            usizes(&case["timesteps"]),
+            "timesteps of {cfg}"
+        );
         let shape: [usize; 2] = usizes(&case["shape"]).try_into().unwrap();
         for (index, record) in case["steps"].as_array().unwrap().iter().enumerate() {
             let prev_t = plan.prev_timestep(index);
@@ -88,9 +112,19 @@ fn ddpm_and_ddim_steps_match_diffusers() {
             let expected_prev = usize::try_from(record["prev_timestep"].as_i64().unwrap()).ok();
             assert_eq!(prev_t, expected_prev, "previous timestep, {cfg}");
             for (slot, (dtype, suffix, tolerance)) in
-                [(DType::F64, "f64", 1e-6), (DType::F32, "f32", 1e-5)].into_iter().enumerate()
+                [(DType::F64, "f64", 1e-6), (DType::F32, "f32", 1e-5)]
+                    .into_iter()
+                    .enumerate()
             {
-                let out = run_step(&sampler, &schedule, prediction_type, record, prev_t, shape, dtype);
+                let out = run_step(
+                    &sampler,
+                    &schedule,
+                    prediction_type,
+                    record,
+                    prev_t,
+                    shape,
+                    dtype,
+                );
                 for (name, tensor) in [
                     ("prev_sample", out.prev_sample),
                     ("pred_original_sample", out.pred_original_sample),

@@ -41,7 +41,8 @@ pub fn ddim_prev_timestep(
 
 /// σ_t(η) = η √((1 − ᾱ_prev)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_prev) (DDIM Eq. 16).
 fn ddim_sigma(eta: f64, alpha_bar_t: f64, alpha_bar_prev: f64) -> f64 {
-    let variance = (1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t) * (1.0 - alpha_bar_t / alpha_bar_prev);
+    let variance =
+        (1.0 - alpha_bar_prev) / (1.0 - alpha_bar_t) * (1.0 - alpha_bar_t / alpha_bar_prev);
     eta * variance.sqrt()
 }
 

@@ -138,11 +138,29 @@ pub fn sample<const D: usize>(
         let step = match &plan.sampler {
             SamplerKind::Ddpm(options) => {
                 let z = (t > 0).then(|| noise.next_like(&x));
-                ddpm_step(schedule, t, prev_t, prediction_type, options, model_output, x, z)
+                ddpm_step(
+                    schedule,
+                    t,
+                    prev_t,
+                    prediction_type,
+                    options,
+                    model_output,
+                    x,
+                    z,
+                )
             }
             SamplerKind::Ddim(options) => {
                 let z = (options.eta > 0.0).then(|| noise.next_like(&x));
-                ddim_step(schedule, t, prev_t, prediction_type, options, model_output, x, z)
+                ddim_step(
+                    schedule,
+                    t,
+                    prev_t,
+                    prediction_type,
+                    options,
+                    model_output,
+                    x,
+                    z,
+                )
             }
         };
         x = step.prev_sample;

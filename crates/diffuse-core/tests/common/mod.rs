@@ -22,7 +22,13 @@ pub fn floats(v: &Value) -> Vec<f64> {
     v.as_array()
         .expect("array")
         .iter()
-        .map(|x| if x.is_null() { f64::NAN } else { x.as_f64().expect("number") })
+        .map(|x| {
+            if x.is_null() {
+                f64::NAN
+            } else {
+                x.as_f64().expect("number")
+            }
+        })
         .collect()
 }
 

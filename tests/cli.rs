@@ -1,0 +1,193 @@
+//! The `diffuse` binary as a user runs it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use diffuse_core::io::read_safetensors;
+use serde_json::Value;
+
+fn diffuse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_diffuse"))
+        .args(args)
+        .output()
+        .expect("the diffuse binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A user error: non-zero exit, a one-line message that starts with `error:` and names `needle`.
+fn assert_clean_error(args: &[&str], needle: &str) {
+    let out = diffuse(args);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert!(err.starts_with("error:"), "{args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: '{needle}' not in: {err}");
+}
+
+const MIXTURE: &str = "examples/mixtures/three-blobs.json";
+
+#[test]
+fn schedule_json_has_the_documented_arrays() {
+    let out = diffuse(&[
+        "schedule",
+        "--beta-schedule",
+        "scaled-linear",
+        "--beta-start",
+        "0.00085",
+        "--beta-end",
+        "0.012",
+        "--num-train-timesteps",
+        "1000",
+        "--rescale-zero-snr",
+        "--num-inference-steps",
+        "10",
+        "--timestep-spacing",
+        "trailing",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["betas"].as_array().unwrap().len(), 1000);
+    let alphas = json["alphas_cumprod"].as_array().unwrap();
+    assert_eq!(alphas[999].as_f64().unwrap(), 0.0);
+    let timesteps: Vec<u64> = json["timesteps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    assert_eq!(timesteps, [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]);
+}
+
+#[test]
+fn sample_writes_count_by_dim_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.safetensors");
+    let out = diffuse(&[
+        "sample",
+        "--gmm",
+        MIXTURE,
+        "--sampler",
+        "ddim",
+        "--steps",
+        "10",
+        "--eta",
+        "0.5",
+        "--n",
+        "7",
+        "--seed",
+        "3",
+        "--out-tensor",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tensors = read_safetensors(&path).unwrap();
+    assert_eq!(tensors["samples"].shape, vec![7, 2]);
+    assert!(tensors["samples"].values.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn help_explains_every_subcommand() {
+    for sub in [
+        vec!["--help"],
+        vec!["schedule", "--help"],
+        vec!["sample", "--help"],
+        vec!["demo", "--help"],
+    ] {
+        let out = diffuse(&sub);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage:"), "{sub:?}");
+    }
+    let sample_help = String::from_utf8_lossy(&diffuse(&["sample", "--help"]).stdout).into_owned();
+    for flag in [
+        "--gmm",
+        "--sampler",
+        "--steps",
+        "--eta",
+        "--n ",
+        "--seed",
+        "--out-tensor",
+        "--prediction-type",
+    ] {
+        assert!(
+            sample_help.contains(flag),
+            "sample --help does not mention {flag}"
+        );
+    }
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    assert_clean_error(
+        &["schedule", "--beta-schedule", "quadratic", "--json"],
+        "quadratic",
+    );
+    assert_clean_error(
+        &["schedule", "--num-train-timesteps", "0", "--json"],
+        "at least 1",
+    );
+    assert_clean_error(
+        &["schedule", "--num-inference-steps", "1001", "--json"],
+        "exceed the 1000 training timesteps",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.safetensors");
+    let out = out.to_str().unwrap();
+    let sample = |gmm: &str, extra: &[&str]| {
+        let mut args = vec!["sample", "--gmm", gmm, "--n", "2", "--out-tensor", out];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>, needle: &str| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_clean_error(&refs, needle);
+    };
+    run(sample(MIXTURE, &["--steps", "2000"]), "exceed");
+    run(
+        sample(MIXTURE, &["--sampler", "euler"]),
+        "unknown sampler 'euler'",
+    );
+    run(
+        sample(MIXTURE, &["--sampler", "ddpm", "--eta", "1"]),
+        "--eta",
+    );
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let malformed = write("malformed.json", "{\"weights\": [1], \"means\": [[0, 0]]");
+    run(sample(&malformed, &[]), "malformed mixture JSON");
+    let negative = write(
+        "negative.json",
+        r#"{"weights":[1],"means":[[0,0]],"stds":[[-0.5]]}"#,
+    );
+    run(
+        sample(&negative, &[]),
+        "standard deviations must be positive",
+    );
+    run(sample("no/such/mixture.json", &[]), "no/such/mixture.json");
+    let blocked = dir.path().join("not-a-dir");
+    std::fs::write(&blocked, "").unwrap();
+    let unwritable = blocked.join("x.safetensors");
+    assert_clean_error(
+        &[
+            "sample",
+            "--gmm",
+            MIXTURE,
+            "--n",
+            "2",
+            "--steps",
+            "2",
+            "--out-tensor",
+            unwritable.to_str().unwrap(),
+        ],
+        "writing samples",
+    );
+    assert!(!Path::new(out).exists());
+}
