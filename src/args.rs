@@ -3,7 +3,7 @@
 use anyhow::Result;
 use burn::tensor::Device;
 use clap::Args;
-use diffuse_core::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
+use diffuse_core::schedule::{BetaSchedule, NoiseSchedule};
 
 /// The forward process: which β schedule over how many training steps.
 #[derive(Args, Debug, Clone)]
@@ -50,17 +50,6 @@ impl ScheduleArgs {
             self.rescale_zero_snr,
         )?)
     }
-}
-
-/// How inference timesteps are picked.
-#[derive(Args, Debug, Clone)]
-pub struct SpacingArgs {
-    /// Timestep spacing: leading (diffusers' default), trailing, or linspace.
-    #[arg(long, default_value = "leading")]
-    pub timestep_spacing: TimestepSpacing,
-    /// Offset added to every leading-spaced timestep (diffusers' steps_offset).
-    #[arg(long, default_value_t = 0)]
-    pub steps_offset: usize,
 }
 
 /// Where tensors live.

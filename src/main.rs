@@ -27,8 +27,8 @@ struct Cli {
 enum Command {
     /// Print a noise schedule (betas, alphas_cumprod) and its inference timesteps.
     Schedule(commands::schedule::ScheduleCommand),
-    /// Draw samples with a sampler from an exact Gaussian-mixture denoiser.
-    Sample(commands::sample::SampleCommand),
+    /// Draw samples with DDPM or DDIM from a diffusers pipeline folder or an exact mixture denoiser.
+    Sample(Box<commands::sample::SampleCommand>),
     /// Run the built-in demo: sample a 2-D mixture with DDPM and DDIM, write samples and a plot.
     Demo(commands::demo::DemoCommand),
 }

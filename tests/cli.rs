@@ -191,3 +191,73 @@ fn bad_inputs_are_clear_errors() {
     );
     assert!(!Path::new(out).exists());
 }
+
+#[test]
+fn sample_pipeline_reproduces_diffusers_ddim_from_its_init_noise() {
+    let fixture = Path::new("crates/diffuse-core/tests/fixtures/unet/class_scaleshift_gray");
+    let io = read_safetensors(&fixture.join("io.safetensors")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let noise = dir.path().join("noise.safetensors");
+    diffuse_core::io::write_safetensors(&noise, &[("noise", &io["init_noise"])]).unwrap();
+    let (out, grid) = (
+        dir.path().join("x.safetensors"),
+        dir.path().join("grid.png"),
+    );
+    let pipeline = fixture.join("pipeline");
+    let args = [
+        "sample",
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--scheduler",
+        "ddim",
+        "--steps",
+        "20",
+        "--n",
+        "2",
+        "--class-labels",
+        "0,7",
+        "--init-noise",
+        noise.to_str().unwrap(),
+        "--out-tensor",
+        out.to_str().unwrap(),
+        "--out",
+        grid.to_str().unwrap(),
+    ];
+    let run = diffuse(&args);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let ours = &read_safetensors(&out).unwrap()["samples"];
+    let reference = &io["ddim_samples"];
+    assert_eq!(ours.shape, reference.shape);
+    let as_f64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    let err = diffuse_core::tensor_ops::relative_max_error(
+        &as_f64(&ours.values),
+        &as_f64(&reference.values),
+    );
+    assert!(err <= 1e-3, "relative error {err:.3e}");
+    assert!(std::fs::metadata(&grid).unwrap().len() > 0);
+
+    assert_clean_error(
+        &[
+            "sample",
+            "--pipeline",
+            pipeline.to_str().unwrap(),
+            "--n",
+            "2",
+            "--out-tensor",
+            out.to_str().unwrap(),
+        ],
+        "class labels are required",
+    );
+    assert_clean_error(
+        &[
+            "sample",
+            "--pipeline",
+            "no/such/dir",
+            "--n",
+            "2",
+            "--out-tensor",
+            out.to_str().unwrap(),
+        ],
+        "no/such/dir",
+    );
+}

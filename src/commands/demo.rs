@@ -53,6 +53,8 @@ impl DemoCommand {
             seed: self.seed,
             device: self.device.build()?,
             dtype: DType::F32,
+            class_labels: None,
+            init_noise: None,
         };
         println!(
             "Sampling {} points from the exact denoiser of eight 2-D Gaussians (linear schedule, T = 1000).",

@@ -1,70 +1,160 @@
-//! `diffuse sample`: draw samples with a sampler.
+//! `diffuse sample`: draw samples with a sampler, from an exact mixture denoiser or a pipeline folder.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::DType;
 use clap::Args;
 use diffuse_core::forward::PredictionType;
 use diffuse_core::gmm::{GaussianMixture, GmmDenoiser};
-use diffuse_core::io::{HostTensor, write_safetensors};
+use diffuse_core::io::{HostTensor, read_safetensors, write_safetensors};
+use diffuse_core::pipeline::DiffusionPipeline;
+use diffuse_core::plot::image_grid_png;
 use diffuse_core::sampler::{
     DdimOptions, DdpmOptions, DdpmVariance, GenerationConfig, SamplerKind, SamplingPlan, generate,
 };
 
 use super::{report_to, step_progress};
-use crate::args::{DeviceArgs, ScheduleArgs, SpacingArgs};
+use crate::args::{DeviceArgs, ScheduleArgs};
 
 #[derive(Args, Debug)]
 pub struct SampleCommand {
-    /// Mixture JSON {"weights":[..],"means":[[..],..],"stds":[[..],..]}: sample with its exact denoiser.
-    #[arg(long, value_name = "MIXTURE.json")]
-    gmm: PathBuf,
-    /// Sampler: ddpm (ancestral) or ddim.
-    #[arg(long, default_value = "ddim")]
-    sampler: String,
+    /// Mixture JSON {"weights":[..],"means":[[..],..],"stds":[[..],..]}: sample its exact denoiser.
+    #[arg(
+        long,
+        value_name = "MIXTURE.json",
+        required_unless_present = "pipeline",
+        conflicts_with = "pipeline"
+    )]
+    gmm: Option<PathBuf>,
+    /// A diffusers pipeline folder (model_index.json, unet/, scheduler/): sample its U-Net. The
+    /// schedule, prediction type and clipping come from its scheduler_config.json.
+    #[arg(long, value_name = "DIR")]
+    pipeline: Option<PathBuf>,
+    /// Sampler: ddpm (ancestral) or ddim. Default: ddim for --gmm, the folder's scheduler for --pipeline.
+    #[arg(long, visible_alias = "scheduler")]
+    sampler: Option<String>,
     /// Number of sampling steps N (at most the schedule's T).
     #[arg(long, default_value_t = 50)]
     steps: usize,
     /// DDIM's η: 0 is deterministic, 1 has DDPM's variance. DDIM only.
     #[arg(long)]
     eta: Option<f64>,
-    /// DDPM's reverse variance: fixed-small (β̃_t) or fixed-large (β_t). DDPM only.
+    /// Timestep spacing: leading, trailing or linspace. Default: leading for --gmm, the folder's
+    /// timestep_spacing for --pipeline.
+    #[arg(long)]
+    timestep_spacing: Option<diffuse_core::schedule::TimestepSpacing>,
+    /// Offset added to leading-spaced timesteps (default: 0, or the folder's steps_offset).
+    #[arg(long)]
+    steps_offset: Option<usize>,
+    /// Number of samples to draw.
+    #[arg(long, default_value_t = 16)]
+    n: usize,
+    /// Seed; sample i's noise depends only on (seed, i), not on the batch size or device.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Samples per batch through the denoiser.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Class of every sample for a class-conditional pipeline, comma-separated (one per sample,
+    /// or a single class for all).
+    #[arg(long, value_delimiter = ',', value_name = "C1,C2,…")]
+    class_labels: Option<Vec<usize>>,
+    /// x_T from a safetensors file: one f32 tensor `noise` of shape [N, C, H, W] (or [N, D] for
+    /// --gmm) of unit variance, e.g. the noise diffusers started from.
+    #[arg(long, value_name = "FILE.safetensors")]
+    init_noise: Option<PathBuf>,
+    /// Write the samples as f32 tensor `samples` of shape [N, …] (final x0, before quantisation).
+    #[arg(long, value_name = "FILE.safetensors")]
+    out_tensor: Option<PathBuf>,
+    /// Write image samples as a PNG grid (--pipeline only).
+    #[arg(long, value_name = "GRID.png")]
+    out: Option<PathBuf>,
+    /// --gmm only: DDPM's reverse variance, fixed-small (β̃_t) or fixed-large (β_t).
     #[arg(long, default_value = "fixed-small")]
     variance_type: DdpmVariance,
-    /// What the denoiser predicts: epsilon, sample or v_prediction.
+    /// --gmm only: what the exact denoiser reports: epsilon, sample or v_prediction.
     #[arg(long, default_value = "epsilon")]
     prediction_type: PredictionType,
-    /// Clamp the predicted x0 to [-R, R] at every step (for image data; off for mixtures).
+    /// --gmm only: clamp the predicted x0 to [-R, R] at every step.
     #[arg(long)]
     clip_sample: bool,
     /// R for --clip-sample.
     #[arg(long, default_value_t = 1.0)]
     clip_sample_range: f64,
-    /// Number of samples to draw.
-    #[arg(long, default_value_t = 1000)]
-    n: usize,
-    /// Seed; sample i's noise depends only on (seed, i), not on the batch size or device.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Samples per batch.
-    #[arg(long, default_value_t = 4096)]
-    batch_size: usize,
-    /// Write the samples to this safetensors file, as f32 tensor `samples` of shape [N, D].
-    #[arg(long, value_name = "FILE.safetensors")]
-    out_tensor: PathBuf,
+    /// --gmm only: the forward process.
     #[command(flatten)]
     schedule: ScheduleArgs,
-    #[command(flatten)]
-    spacing: SpacingArgs,
     #[command(flatten)]
     device: DeviceArgs,
 }
 
 impl SampleCommand {
-    fn sampler(&self) -> Result<SamplerKind> {
+    pub fn run(&self) -> Result<()> {
+        if self.out_tensor.is_none() && self.out.is_none() {
+            bail!("nothing to write: give --out-tensor FILE.safetensors and/or --out GRID.png");
+        }
+        if let Some(eta) = self.eta.filter(|eta| !(eta.is_finite() && *eta >= 0.0)) {
+            bail!("--eta must be a non-negative number (got {eta})");
+        }
+        match (&self.gmm, &self.pipeline) {
+            (Some(gmm), _) => self.sample_mixture(gmm),
+            (None, Some(dir)) => self.sample_pipeline(dir),
+            (None, None) => bail!("give --gmm MIXTURE.json or --pipeline DIR"),
+        }
+    }
+
+    fn config(&self, item_len: usize) -> Result<GenerationConfig> {
+        let class_labels = match self.class_labels.as_deref() {
+            Some([one]) => Some(vec![*one; self.n]),
+            Some(labels) if labels.len() != self.n => {
+                bail!(
+                    "--class-labels gives {} labels for --n {}",
+                    labels.len(),
+                    self.n
+                )
+            }
+            other => other.map(<[usize]>::to_vec),
+        };
+        let init_noise = match &self.init_noise {
+            Some(path) => {
+                let tensors = read_safetensors(path)?;
+                let noise = tensors
+                    .get("noise")
+                    .with_context(|| format!("{}: no tensor named `noise`", path.display()))?;
+                if noise.shape.first() != Some(&self.n) || noise.values.len() != self.n * item_len {
+                    bail!(
+                        "{}: tensor `noise` has shape {:?}; expected {} samples of {item_len} values",
+                        path.display(),
+                        noise.shape,
+                        self.n
+                    );
+                }
+                Some(noise.values.iter().map(|&v| v as f64).collect())
+            }
+            None => None,
+        };
+        Ok(GenerationConfig {
+            count: self.n,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            device: self.device.build()?,
+            dtype: DType::F32,
+            class_labels,
+            init_noise,
+        })
+    }
+
+    fn sample_mixture(&self, path: &Path) -> Result<()> {
+        let mixture = GaussianMixture::load(path)?;
+        let schedule = self.schedule.build()?;
         let clip_sample = self.clip_sample.then_some(self.clip_sample_range);
-        Ok(match self.sampler.parse::<SamplerKind>()? {
+        let sampler = match self
+            .sampler
+            .as_deref()
+            .unwrap_or("ddim")
+            .parse::<SamplerKind>()?
+        {
             SamplerKind::Ddpm(_) => {
                 if self.eta.is_some() {
                     bail!("--eta applies to the ddim sampler only");
@@ -74,40 +164,23 @@ impl SampleCommand {
                     clip_sample,
                 })
             }
-            SamplerKind::Ddim(defaults) => {
-                let eta = self.eta.unwrap_or(defaults.eta);
-                if !(eta.is_finite() && eta >= 0.0) {
-                    bail!("--eta must be a non-negative number (got {eta})");
-                }
-                SamplerKind::Ddim(DdimOptions {
-                    eta,
-                    clip_sample,
-                    ..defaults
-                })
-            }
-        })
-    }
-
-    pub fn run(&self) -> Result<()> {
-        let mixture = GaussianMixture::load(&self.gmm)?;
-        let schedule = self.schedule.build()?;
+            SamplerKind::Ddim(defaults) => SamplerKind::Ddim(DdimOptions {
+                eta: self.eta.unwrap_or(0.0),
+                clip_sample,
+                ..defaults
+            }),
+        };
         let plan = SamplingPlan::new(
-            self.sampler()?,
+            sampler,
             &schedule,
             self.steps,
-            self.spacing.timestep_spacing,
-            self.spacing.steps_offset,
+            self.timestep_spacing.unwrap_or_default(),
+            self.steps_offset.unwrap_or(0),
         )?;
         let dim = mixture.dim();
         let denoiser = GmmDenoiser::new(mixture, schedule.clone(), self.prediction_type);
-        let config = GenerationConfig {
-            count: self.n,
-            batch_size: self.batch_size,
-            seed: self.seed,
-            device: self.device.build()?,
-            dtype: DType::F32,
-        };
-        let bar = step_progress(&self.sampler);
+        let config = self.config(dim)?;
+        let bar = step_progress("sampling");
         let samples = generate(
             &denoiser,
             &schedule,
@@ -117,18 +190,71 @@ impl SampleCommand {
             &mut report_to(&bar),
         )?;
         bar.finish_and_clear();
+        if self.out.is_some() {
+            bail!("--out writes image grids; use --out-tensor for mixture samples");
+        }
+        self.write(&samples, &[self.n, dim], &plan)
+    }
+
+    fn sample_pipeline(&self, dir: &Path) -> Result<()> {
+        let config_device = self.device.build()?;
+        let pipeline = DiffusionPipeline::load(dir, &config_device)
+            .with_context(|| format!("loading pipeline {}", dir.display()))?;
+        let scheduler = &pipeline.scheduler;
+        let schedule = scheduler.schedule()?;
+        let plan = SamplingPlan::new(
+            scheduler.sampler(self.sampler.as_deref(), self.eta)?,
+            &schedule,
+            self.steps,
+            match self.timestep_spacing {
+                Some(spacing) => spacing,
+                None => scheduler.spacing()?,
+            },
+            self.steps_offset.unwrap_or(scheduler.steps_offset),
+        )?;
+        let unet = pipeline.unet.config();
+        let [h, w] = unet
+            .sample_size
+            .context("the U-Net config has no sample_size, so the image size is unknown")?
+            .hw();
+        let shape = [unet.in_channels, h, w];
+        let config = self.config(shape.iter().product())?;
+        let denoiser = pipeline.denoiser()?;
+        let bar = step_progress("sampling");
+        let samples = generate(
+            &denoiser,
+            &schedule,
+            &plan,
+            &shape,
+            &config,
+            &mut report_to(&bar),
+        )?;
+        bar.finish_and_clear();
+        if let Some(png) = &self.out {
+            let columns = (self.n as f64).sqrt().ceil() as usize;
+            image_grid_png(png, &samples, [self.n, shape[0], h, w], columns)
+                .with_context(|| format!("writing {}", png.display()))?;
+            eprintln!("wrote a grid of {} samples to {}", self.n, png.display());
+        }
+        self.write(&samples, &[self.n, shape[0], h, w], &plan)
+    }
+
+    fn write(&self, samples: &[f64], shape: &[usize], plan: &SamplingPlan) -> Result<()> {
+        let Some(path) = &self.out_tensor else {
+            return Ok(());
+        };
         let tensor = HostTensor {
-            shape: vec![self.n, dim],
+            shape: shape.to_vec(),
             values: samples.iter().map(|&v| v as f32).collect(),
         };
-        write_safetensors(&self.out_tensor, &[("samples", &tensor)])
-            .with_context(|| format!("writing samples to {}", self.out_tensor.display()))?;
+        write_safetensors(path, &[("samples", &tensor)])
+            .with_context(|| format!("writing samples to {}", path.display()))?;
         eprintln!(
-            "wrote {} samples of dimension {dim} ({} {} steps) to {}",
+            "wrote {} samples of shape {:?} ({} steps) to {}",
             self.n,
-            self.sampler,
+            &shape[1..],
             plan.timesteps.len(),
-            self.out_tensor.display()
+            path.display()
         );
         Ok(())
     }

@@ -2,10 +2,10 @@
 
 use anyhow::Result;
 use clap::Args;
-use diffuse_core::schedule::inference_timesteps;
+use diffuse_core::schedule::{TimestepSpacing, inference_timesteps};
 use serde_json::json;
 
-use crate::args::{ScheduleArgs, SpacingArgs};
+use crate::args::ScheduleArgs;
 
 #[derive(Args, Debug)]
 pub struct ScheduleCommand {
@@ -14,8 +14,12 @@ pub struct ScheduleCommand {
     /// N: also list the timesteps of an N-step sampler.
     #[arg(long)]
     num_inference_steps: Option<usize>,
-    #[command(flatten)]
-    spacing: SpacingArgs,
+    /// Timestep spacing: leading (diffusers' default), trailing, or linspace.
+    #[arg(long, default_value = "leading")]
+    timestep_spacing: TimestepSpacing,
+    /// Offset added to every leading-spaced timestep (diffusers' steps_offset).
+    #[arg(long, default_value_t = 0)]
+    steps_offset: usize,
     /// Print one JSON object with arrays `betas`, `alphas_cumprod` and (with
     /// --num-inference-steps) `timesteps`, instead of a table.
     #[arg(long)]
@@ -31,8 +35,8 @@ impl ScheduleCommand {
                 inference_timesteps(
                     schedule.num_train_timesteps(),
                     n,
-                    self.spacing.timestep_spacing,
-                    self.spacing.steps_offset,
+                    self.timestep_spacing,
+                    self.steps_offset,
                 )
             })
             .transpose()?;

@@ -12,6 +12,11 @@ pub trait Denoiser<const D: usize> {
     fn prediction_type(&self) -> PredictionType;
 
     /// The prediction for `x_t`, whose row i is at (possibly fractional) training timestep
-    /// `timesteps[i]`.
-    fn predict(&self, x_t: Tensor<D>, timesteps: &[f64]) -> Result<Tensor<D>>;
+    /// `timesteps[i]` and, for a class-conditional model, of class `class_labels[i]`.
+    fn predict(
+        &self,
+        x_t: Tensor<D>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+    ) -> Result<Tensor<D>>;
 }

@@ -186,3 +186,71 @@ pub fn posterior_log_variance_clipped(alphas_cumprod: &[f64], t: usize) -> f64 {
     };
     variance_at(t).ln()
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{DType, Device};
+
+    use super::*;
+    use crate::tensor_ops::{from_host_f64, relative_max_error, to_host_f64};
+
+    fn tensor(values: &[f64]) -> Tensor<2> {
+        from_host_f64(values.to_vec(), [2, 2], &Device::flex(), DType::F64)
+    }
+
+    #[test]
+    fn every_parameterisation_round_trips_through_q_sample() {
+        let (x0, eps) = ([0.5, -1.0, 2.0, 0.1], [-0.3, 1.2, 0.7, -2.0]);
+        let alpha_bar = 0.37;
+        let x_t = q_sample(tensor(&x0), tensor(&eps), &[alpha_bar, alpha_bar]);
+        for kind in [
+            PredictionType::Epsilon,
+            PredictionType::Sample,
+            PredictionType::VPrediction,
+        ] {
+            let target = kind.target(tensor(&x0), tensor(&eps), &[alpha_bar, alpha_bar]);
+            let from_x0 = kind.from_x0(tensor(&x0), x_t.clone(), alpha_bar);
+            let (target_host, from_x0_host) = (
+                to_host_f64(target.clone()).unwrap(),
+                to_host_f64(from_x0).unwrap(),
+            );
+            assert!(
+                relative_max_error(&from_x0_host, &target_host) < 1e-12,
+                "{kind:?}"
+            );
+            let (x0_hat, eps_hat) = kind.to_x0_and_eps(target, x_t.clone(), alpha_bar);
+            assert!(
+                relative_max_error(&to_host_f64(x0_hat).unwrap(), &x0) < 1e-12,
+                "{kind:?}"
+            );
+            assert!(
+                relative_max_error(&to_host_f64(eps_hat).unwrap(), &eps) < 1e-12,
+                "{kind:?}"
+            );
+        }
+        let score = score_from_eps(tensor(&eps), alpha_bar);
+        let back = to_host_f64(eps_from_score(score, alpha_bar)).unwrap();
+        assert!(relative_max_error(&back, &eps) < 1e-12);
+    }
+
+    #[test]
+    fn posterior_matches_ddpm_equation_7_on_consecutive_steps() {
+        let (betas, t) = ([1e-4, 2e-3, 0.03, 0.05], 2);
+        let alphas_cumprod: Vec<f64> = betas
+            .iter()
+            .scan(1.0, |a, b| {
+                *a *= 1.0 - b;
+                Some(*a)
+            })
+            .collect();
+        let p = Posterior::new(alphas_cumprod[t], alphas_cumprod[t - 1]);
+        let (ab, ab_prev, beta) = (alphas_cumprod[t], alphas_cumprod[t - 1], betas[t]);
+        assert!((p.beta - beta).abs() < 1e-15);
+        assert!((p.variance - (1.0 - ab_prev) / (1.0 - ab) * beta).abs() < 1e-15);
+        assert!((p.x0_coef - ab_prev.sqrt() * beta / (1.0 - ab)).abs() < 1e-15);
+        assert!((p.xt_coef - (1.0 - beta).sqrt() * (1.0 - ab_prev) / (1.0 - ab)).abs() < 1e-15);
+        let clipped = posterior_log_variance_clipped(&alphas_cumprod, 0);
+        assert_eq!(clipped, posterior_log_variance_clipped(&alphas_cumprod, 1));
+        assert!(clipped.is_finite());
+    }
+}

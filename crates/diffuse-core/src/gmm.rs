@@ -313,7 +313,17 @@ impl Denoiser<2> for GmmDenoiser {
         self.prediction_type
     }
 
-    fn predict(&self, x_t: Tensor<2>, timesteps: &[f64]) -> Result<Tensor<2>> {
+    fn predict(
+        &self,
+        x_t: Tensor<2>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+    ) -> Result<Tensor<2>> {
+        if class_labels.is_some() {
+            return Err(DiffuseError::config(
+                "the mixture denoiser is unconditional: it takes no class labels",
+            ));
+        }
         let [batch, dim] = x_t.dims();
         if dim != self.mixture.dim() {
             return Err(DiffuseError::config(format!(

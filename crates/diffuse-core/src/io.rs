@@ -95,6 +95,10 @@ fn to_f32(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
         Dtype::F16 => words(2)
             .map(|b| half_to_f32(u16::from_le_bytes([b[0], b[1]])))
             .collect(),
+        // Integer tensors (class labels, step counts) are exact in f32 up to 2^24.
+        Dtype::I64 => words(8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8-byte chunk")) as f32)
+            .collect(),
         Dtype::BF16 => words(2)
             .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
             .collect(),

@@ -3,7 +3,8 @@
 //! The modules follow the flow of the method: a [`schedule`] fixes the forward process
 //! ([`forward`]); a [`denoiser::Denoiser`] predicts ε, x_0 or v; a [`sampler`] turns predictions
 //! into samples, with [`noise`] seeded per sample. [`gmm`] is an exact denoiser for
-//! Gaussian-mixture data, used to test samplers without model error.
+//! Gaussian-mixture data, used to test samplers without model error. [`nn`] holds the networks
+//! (a diffusers-compatible U-Net) and [`pipeline`] reads and writes diffusers pipeline folders.
 
 pub mod denoiser;
 pub mod device;
@@ -11,7 +12,9 @@ pub mod error;
 pub mod forward;
 pub mod gmm;
 pub mod io;
+pub mod nn;
 pub mod noise;
+pub mod pipeline;
 pub mod plot;
 pub mod sampler;
 pub mod schedule;

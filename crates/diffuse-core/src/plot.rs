@@ -1,4 +1,4 @@
-//! Pictures a person can look at: scatter plots of 2-D samples.
+//! Pictures a person can look at: scatter plots of 2-D samples and image grids.
 
 use std::path::Path;
 
@@ -42,6 +42,47 @@ pub fn scatter_panels_png(
             }
         }
     }
+    write_png(path, &img)
+}
+
+/// Writes images [N, C, H, W] (row-major, values in [−1, 1], C = 1 or 3) as one PNG grid of
+/// `columns` columns with a 2-pixel white gap.
+pub fn image_grid_png(
+    path: &Path,
+    images: &[f64],
+    shape: [usize; 4],
+    columns: usize,
+) -> Result<()> {
+    let [n, c, h, w] = shape;
+    if !matches!(c, 1 | 3) {
+        return Err(DiffuseError::config(format!(
+            "a PNG grid needs 1 or 3 channels, the images have {c}"
+        )));
+    }
+    let columns = columns.clamp(1, n.max(1));
+    let rows = n.div_ceil(columns);
+    let gap = 2;
+    let (width, height) = (columns * (w + gap) - gap, rows * (h + gap) - gap);
+    let mut img = RgbImage::from_pixel(width as u32, height as u32, Rgb([255, 255, 255]));
+    let to_byte = |v: f64| (((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round()) as u8;
+    for (i, image) in images.chunks_exact(c * h * w).enumerate() {
+        let (x0, y0) = ((i % columns) * (w + gap), (i / columns) * (h + gap));
+        for y in 0..h {
+            for x in 0..w {
+                let channel = |k: usize| to_byte(image[(k * h + y) * w + x]);
+                let pixel = if c == 1 {
+                    [channel(0); 3]
+                } else {
+                    [channel(0), channel(1), channel(2)]
+                };
+                img.put_pixel((x0 + x) as u32, (y0 + y) as u32, Rgb(pixel));
+            }
+        }
+    }
+    write_png(path, &img)
+}
+
+fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
     let mut bytes = Vec::new();
     img.write_to(
         &mut std::io::Cursor::new(&mut bytes),

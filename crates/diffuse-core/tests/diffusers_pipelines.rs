@@ -6,10 +6,10 @@
 mod common;
 
 use burn::tensor::{DType, Tensor};
-use common::{fixture, floats, tensor2, usizes};
+use common::{fixture, floats, plan_of, tensor2, usizes};
 use diffuse_core::gmm::{GaussianMixture, GmmDenoiser, MixtureSpec};
 use diffuse_core::noise::NoiseSource;
-use diffuse_core::sampler::{DdimOptions, DdpmOptions, SamplerKind, SamplingPlan, sample};
+use diffuse_core::sampler::sample;
 use diffuse_core::schedule::NoiseSchedule;
 use diffuse_core::tensor_ops::{from_host_f64, relative_max_error, to_host_f64};
 
@@ -35,24 +35,7 @@ fn sampling_loops_match_diffusers() {
     let shape: [usize; 2] = usizes(&fx["shape"]).try_into().unwrap();
     for case in fx["cases"].as_array().unwrap() {
         let cfg = &case["config"];
-        let sampler = match case["sampler"].as_str().unwrap() {
-            "ddpm" => SamplerKind::Ddpm(DdpmOptions {
-                variance: cfg["variance_type"].as_str().unwrap().parse().unwrap(),
-                clip_sample: None,
-            }),
-            _ => SamplerKind::Ddim(DdimOptions {
-                eta: cfg["eta"].as_f64().unwrap(),
-                ..DdimOptions::default()
-            }),
-        };
-        let plan = SamplingPlan::new(
-            sampler,
-            &schedule,
-            cfg["num_inference_steps"].as_u64().unwrap() as usize,
-            cfg["timestep_spacing"].as_str().unwrap().parse().unwrap(),
-            cfg["steps_offset"].as_u64().unwrap() as usize,
-        )
-        .unwrap();
+        let plan = plan_of(case, &schedule);
         let denoiser = GmmDenoiser::new(
             mixture.clone(),
             schedule.clone(),
@@ -74,7 +57,16 @@ fn sampling_loops_match_diffusers() {
                 .collect();
             let mut noise = Replay(step_noise.into_iter());
             let x_t = tensor2(&case["init_noise"], shape, dtype);
-            let out = sample(&denoiser, &schedule, &plan, x_t, &mut noise, &mut |_, _| {}).unwrap();
+            let out = sample(
+                &denoiser,
+                &schedule,
+                &plan,
+                x_t,
+                None,
+                &mut noise,
+                &mut |_, _| {},
+            )
+            .unwrap();
             assert!(
                 noise.0.next().is_none(),
                 "diffusers used more step noise than we did"

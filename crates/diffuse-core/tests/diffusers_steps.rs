@@ -9,35 +9,12 @@
 mod common;
 
 use burn::tensor::DType;
-use common::{fixture, floats, tensor2, usizes};
+use common::{fixture, floats, plan_of, tensor2, usizes};
 use diffuse_core::forward::PredictionType;
-use diffuse_core::sampler::{
-    DdimOptions, DdpmOptions, SamplerKind, SamplingPlan, StepOutput, ddim_step, ddpm_step,
-};
+use diffuse_core::sampler::{SamplerKind, StepOutput};
 use diffuse_core::schedule::NoiseSchedule;
 use diffuse_core::tensor_ops::{relative_max_error, to_host_f64};
 use serde_json::Value;
-
-fn sampler_of(case: &Value) -> SamplerKind {
-    let cfg = &case["config"];
-    let clip_sample = cfg["clip_sample"]
-        .as_bool()
-        .unwrap()
-        .then(|| cfg["clip_sample_range"].as_f64().unwrap());
-    match case["sampler"].as_str().unwrap() {
-        "ddpm" => SamplerKind::Ddpm(DdpmOptions {
-            variance: cfg["variance_type"].as_str().unwrap().parse().unwrap(),
-            clip_sample,
-        }),
-        "ddim" => SamplerKind::Ddim(DdimOptions {
-            eta: cfg["eta"].as_f64().unwrap(),
-            clip_sample,
-            set_alpha_to_one: cfg["set_alpha_to_one"].as_bool().unwrap(),
-            use_clipped_model_output: cfg["use_clipped_model_output"].as_bool().unwrap(),
-        }),
-        other => panic!("unknown sampler {other} in fixture"),
-    }
-}
 
 fn run_step(
     sampler: &SamplerKind,
@@ -52,28 +29,15 @@ fn run_step(
     let model_output = tensor2(&record["model_output"], shape, dtype);
     let sample = tensor2(&record["sample"], shape, dtype);
     let noise = Some(tensor2(&record["noise"], shape, dtype));
-    match sampler {
-        SamplerKind::Ddpm(o) => ddpm_step(
-            schedule,
-            t,
-            prev_t,
-            prediction_type,
-            o,
-            model_output,
-            sample,
-            noise,
-        ),
-        SamplerKind::Ddim(o) => ddim_step(
-            schedule,
-            t,
-            prev_t,
-            prediction_type,
-            o,
-            model_output,
-            sample,
-            noise,
-        ),
-    }
+    sampler.step(
+        schedule,
+        t,
+        prev_t,
+        prediction_type,
+        model_output,
+        sample,
+        noise,
+    )
 }
 
 #[test]
@@ -89,17 +53,10 @@ fn ddpm_and_ddim_steps_match_diffusers() {
         let key = case["schedule_key"].as_str().unwrap();
         let schedule =
             NoiseSchedule::from_alphas_cumprod(floats(&fx["alphas_cumprod"][key])).unwrap();
-        let sampler = sampler_of(case);
         let prediction_type: PredictionType =
             cfg["prediction_type"].as_str().unwrap().parse().unwrap();
-        let plan = SamplingPlan::new(
-            sampler,
-            &schedule,
-            cfg["num_inference_steps"].as_u64().unwrap() as usize,
-            cfg["timestep_spacing"].as_str().unwrap().parse().unwrap(),
-            cfg["steps_offset"].as_u64().unwrap() as usize,
-        )
-        .unwrap();
+        let plan = plan_of(case, &schedule);
+        let sampler = plan.sampler;
         assert_eq!(
             plan.timesteps,
             usizes(&case["timesteps"]),

@@ -39,6 +39,8 @@ fn draw(
         seed: 20261125,
         device: Device::flex(),
         dtype: DType::F32,
+        class_labels: None,
+        init_noise: None,
     };
     generate(denoiser, schedule, &plan, &[2], &config, &mut |_, _| {}).unwrap()
 }

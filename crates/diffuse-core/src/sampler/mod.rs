@@ -12,9 +12,10 @@ use burn::tensor::{DType, Device, Tensor};
 
 use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
+use crate::forward::PredictionType;
 use crate::noise::{NoiseSource, SeededNoise};
 use crate::schedule::{NoiseSchedule, TimestepSpacing, inference_timesteps};
-use crate::tensor_ops::to_host_f64;
+use crate::tensor_ops::{from_host_f64, to_host_f64};
 pub use ddim::{DdimOptions, ddim_prev_timestep, ddim_step};
 pub use ddpm::{DdpmOptions, DdpmVariance, ddpm_step};
 
@@ -40,6 +41,52 @@ fn clip_x0<const D: usize>(x0: Tensor<D>, range: Option<f64>) -> Tensor<D> {
 pub enum SamplerKind {
     Ddpm(DdpmOptions),
     Ddim(DdimOptions),
+}
+
+impl SamplerKind {
+    /// Whether the step at timestep `t` draws noise: DDPM's at every t > 0, DDIM's when η > 0.
+    pub fn needs_noise(&self, t: usize) -> bool {
+        match self {
+            Self::Ddpm(_) => t > 0,
+            Self::Ddim(options) => options.eta > 0.0,
+        }
+    }
+
+    /// One reverse step of this sampler from `t` to `prev_t` (`None`: past the first timestep).
+    #[allow(clippy::too_many_arguments)]
+    pub fn step<const D: usize>(
+        &self,
+        schedule: &NoiseSchedule,
+        t: usize,
+        prev_t: Option<usize>,
+        prediction_type: PredictionType,
+        model_output: Tensor<D>,
+        sample: Tensor<D>,
+        noise: Option<Tensor<D>>,
+    ) -> StepOutput<D> {
+        match self {
+            Self::Ddpm(o) => ddpm_step(
+                schedule,
+                t,
+                prev_t,
+                prediction_type,
+                o,
+                model_output,
+                sample,
+                noise,
+            ),
+            Self::Ddim(o) => ddim_step(
+                schedule,
+                t,
+                prev_t,
+                prediction_type,
+                o,
+                model_output,
+                sample,
+                noise,
+            ),
+        }
+    }
 }
 
 /// Sampler names accepted on the command line.
@@ -111,13 +158,15 @@ impl SamplingPlan {
     }
 }
 
-/// Runs the reverse process from `x_t` (x_T, already scaled) along `plan`, drawing step noise
-/// from `noise`; `on_step(done, total)` is called after every step (progress bars).
+/// Runs the reverse process from `x_t` (x_T, already scaled) along `plan`, conditioned on
+/// `class_labels` (one per row) when given, drawing step noise from `noise`; `on_step(done, total)`
+/// is called after every step (progress bars).
 pub fn sample<const D: usize>(
     denoiser: &dyn Denoiser<D>,
     schedule: &NoiseSchedule,
     plan: &SamplingPlan,
     x_t: Tensor<D>,
+    class_labels: Option<&[usize]>,
     noise: &mut impl NoiseSource,
     on_step: &mut dyn FnMut(usize, usize),
 ) -> Result<Tensor<D>> {
@@ -133,36 +182,12 @@ pub fn sample<const D: usize>(
     let mut x = x_t;
     let total = plan.timesteps.len();
     for (index, &t) in plan.timesteps.iter().enumerate() {
-        let model_output = denoiser.predict(x.clone(), &vec![t as f64; batch])?;
+        let model_output = denoiser.predict(x.clone(), &vec![t as f64; batch], class_labels)?;
         let prev_t = plan.prev_timestep(index);
-        let step = match &plan.sampler {
-            SamplerKind::Ddpm(options) => {
-                let z = (t > 0).then(|| noise.next_like(&x));
-                ddpm_step(
-                    schedule,
-                    t,
-                    prev_t,
-                    prediction_type,
-                    options,
-                    model_output,
-                    x,
-                    z,
-                )
-            }
-            SamplerKind::Ddim(options) => {
-                let z = (options.eta > 0.0).then(|| noise.next_like(&x));
-                ddim_step(
-                    schedule,
-                    t,
-                    prev_t,
-                    prediction_type,
-                    options,
-                    model_output,
-                    x,
-                    z,
-                )
-            }
-        };
+        let z = plan.sampler.needs_noise(t).then(|| noise.next_like(&x));
+        let step = plan
+            .sampler
+            .step(schedule, t, prev_t, prediction_type, model_output, x, z);
         x = step.prev_sample;
         on_step(index + 1, total);
     }
@@ -180,6 +205,11 @@ pub struct GenerationConfig {
     pub seed: u64,
     pub device: Device,
     pub dtype: DType,
+    /// Class label of every sample, for class-conditional models.
+    pub class_labels: Option<Vec<usize>>,
+    /// x_T for every sample (row-major [count, item_shape…]) instead of seeded draws, e.g. to
+    /// reproduce another implementation's run; step noise still comes from the seed.
+    pub init_noise: Option<Vec<f64>>,
 }
 
 /// Draws `config.count` samples of shape `item_shape` (one sample, no batch dimension) in
@@ -205,6 +235,30 @@ pub fn generate<const D: usize>(
             "the sample count and the batch size must be at least 1",
         ));
     }
+    let item_len: usize = item_shape.iter().product();
+    if let Some(labels) = config
+        .class_labels
+        .as_ref()
+        .filter(|l| l.len() != config.count)
+    {
+        return Err(DiffuseError::config(format!(
+            "{} class labels for {} samples",
+            labels.len(),
+            config.count
+        )));
+    }
+    if let Some(init) = config
+        .init_noise
+        .as_ref()
+        .filter(|init| init.len() != config.count * item_len)
+    {
+        return Err(DiffuseError::config(format!(
+            "the initial noise holds {} values; {} samples of shape {item_shape:?} need {}",
+            init.len(),
+            config.count,
+            config.count * item_len
+        )));
+    }
     let batches = config.count.div_ceil(config.batch_size);
     let total = batches * plan.timesteps.len();
     let mut samples = Vec::new();
@@ -214,10 +268,27 @@ pub fn generate<const D: usize>(
         let mut shape = [end - start; D];
         shape[1..].copy_from_slice(item_shape);
         let mut noise = SeededNoise::new(config.seed, start..end);
-        let x_t = noise.next(shape, &config.device, config.dtype);
+        let x_t = match &config.init_noise {
+            Some(init) => from_host_f64(
+                init[start * item_len..end * item_len].to_vec(),
+                shape,
+                &config.device,
+                config.dtype,
+            ),
+            None => noise.next(shape, &config.device, config.dtype),
+        };
+        let labels = config.class_labels.as_ref().map(|l| &l[start..end]);
         let done_before = batch * plan.timesteps.len();
         let mut report = |done: usize, _: usize| on_step(done_before + done, total);
-        let x0 = sample(denoiser, schedule, plan, x_t, &mut noise, &mut report)?;
+        let x0 = sample(
+            denoiser,
+            schedule,
+            plan,
+            x_t,
+            labels,
+            &mut noise,
+            &mut report,
+        )?;
         samples.extend(to_host_f64(x0)?);
     }
     Ok(samples)

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use burn::tensor::{DType, Device, Tensor};
+use diffuse_core::sampler::{DdimOptions, DdpmOptions, SamplerKind, SamplingPlan};
+use diffuse_core::schedule::NoiseSchedule;
 use diffuse_core::tensor_ops::from_host_f64;
 use serde_json::Value;
 
@@ -42,4 +44,38 @@ pub fn usizes(v: &Value) -> Vec<usize> {
 
 pub fn tensor2(values: &Value, shape: [usize; 2], dtype: DType) -> Tensor<2> {
     from_host_f64(floats(values), shape, &Device::flex(), dtype)
+}
+
+/// The sampler a fixture case ran, from its diffusers scheduler config.
+pub fn sampler_of(sampler: &str, cfg: &Value) -> SamplerKind {
+    let clip_sample = cfg["clip_sample"]
+        .as_bool()
+        .unwrap()
+        .then(|| cfg["clip_sample_range"].as_f64().unwrap());
+    match sampler {
+        "ddpm" => SamplerKind::Ddpm(DdpmOptions {
+            variance: cfg["variance_type"].as_str().unwrap().parse().unwrap(),
+            clip_sample,
+        }),
+        "ddim" => SamplerKind::Ddim(DdimOptions {
+            eta: cfg["eta"].as_f64().unwrap(),
+            clip_sample,
+            set_alpha_to_one: cfg["set_alpha_to_one"].as_bool().unwrap(),
+            use_clipped_model_output: cfg["use_clipped_model_output"].as_bool().unwrap(),
+        }),
+        other => panic!("unknown sampler {other} in fixture"),
+    }
+}
+
+/// The sampling plan of a fixture case: its sampler over the case's timesteps.
+pub fn plan_of(case: &Value, schedule: &NoiseSchedule) -> SamplingPlan {
+    let cfg = &case["config"];
+    SamplingPlan::new(
+        sampler_of(case["sampler"].as_str().unwrap(), cfg),
+        schedule,
+        cfg["num_inference_steps"].as_u64().unwrap() as usize,
+        cfg["timestep_spacing"].as_str().unwrap().parse().unwrap(),
+        cfg["steps_offset"].as_u64().unwrap() as usize,
+    )
+    .unwrap()
 }

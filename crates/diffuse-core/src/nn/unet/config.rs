@@ -1,0 +1,247 @@
+//! diffusers' `UNet2DModel` config.json, field for field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{DiffuseError, Result};
+
+/// The diffusers version whose configs we read and write.
+pub const DIFFUSERS_VERSION: &str = "0.42.1";
+
+/// `sample_size`: one side or [height, width].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SampleSize {
+    Square(usize),
+    Rect([usize; 2]),
+}
+
+impl SampleSize {
+    /// [height, width].
+    pub fn hw(&self) -> [usize; 2] {
+        match *self {
+            Self::Square(s) => [s, s],
+            Self::Rect(hw) => hw,
+        }
+    }
+}
+
+/// The fields of diffusers 0.42's `UNet2DModel.__init__`. Every field diffusers writes is required,
+/// so a truncated config is an error, not a silent default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UNet2DConfig {
+    pub sample_size: Option<SampleSize>,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub center_input_sample: bool,
+    pub time_embedding_type: String,
+    pub time_embedding_dim: Option<usize>,
+    pub freq_shift: f64,
+    pub flip_sin_to_cos: bool,
+    pub down_block_types: Vec<String>,
+    pub mid_block_type: Option<String>,
+    pub up_block_types: Vec<String>,
+    pub block_out_channels: Vec<usize>,
+    pub layers_per_block: usize,
+    pub mid_block_scale_factor: f64,
+    pub downsample_padding: usize,
+    pub downsample_type: String,
+    pub upsample_type: String,
+    pub dropout: f64,
+    pub act_fn: String,
+    pub attention_head_dim: Option<usize>,
+    pub norm_num_groups: usize,
+    pub attn_norm_num_groups: Option<usize>,
+    pub norm_eps: f64,
+    pub resnet_time_scale_shift: String,
+    pub add_attention: bool,
+    pub class_embed_type: Option<String>,
+    pub num_class_embeds: Option<usize>,
+    pub num_train_timesteps: Option<usize>,
+    /// Metadata such as `_class_name` and `_diffusers_version`; any other key is rejected.
+    #[serde(flatten)]
+    pub metadata: BTreeMap<String, Value>,
+}
+
+fn unsupported(field: &str, value: impl std::fmt::Debug, supported: &str) -> DiffuseError {
+    DiffuseError::config(format!(
+        "UNet2DModel config field `{field}` = {value:?} is not supported (supported: {supported})"
+    ))
+}
+
+impl UNet2DConfig {
+    /// Parses config.json text and checks that `diffuse` implements everything it asks for.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let config: Self = serde_json::from_str(text)
+            .map_err(|e| DiffuseError::config(format!("UNet2DModel config: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config as diffusers writes it, with `_class_name` and `_diffusers_version`.
+    pub fn to_json(&self) -> String {
+        let mut config = self.clone();
+        config
+            .metadata
+            .insert("_class_name".into(), Value::from("UNet2DModel"));
+        config
+            .metadata
+            .entry("_diffusers_version".into())
+            .or_insert_with(|| Value::from(DIFFUSERS_VERSION));
+        serde_json::to_string_pretty(&config).expect("a config always serialises")
+    }
+
+    /// A small config with diffusers' defaults for every field not given here.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        block_out_channels: Vec<usize>,
+        down_block_types: Vec<String>,
+        up_block_types: Vec<String>,
+    ) -> Self {
+        Self {
+            sample_size: None,
+            in_channels,
+            out_channels,
+            center_input_sample: false,
+            time_embedding_type: "positional".into(),
+            time_embedding_dim: None,
+            freq_shift: 0.0,
+            flip_sin_to_cos: true,
+            down_block_types,
+            mid_block_type: Some("UNetMidBlock2D".into()),
+            up_block_types,
+            block_out_channels,
+            layers_per_block: 2,
+            mid_block_scale_factor: 1.0,
+            downsample_padding: 1,
+            downsample_type: "conv".into(),
+            upsample_type: "conv".into(),
+            dropout: 0.0,
+            act_fn: "silu".into(),
+            attention_head_dim: Some(8),
+            norm_num_groups: 32,
+            attn_norm_num_groups: None,
+            norm_eps: 1e-5,
+            resnet_time_scale_shift: "default".into(),
+            add_attention: true,
+            class_embed_type: None,
+            num_class_embeds: None,
+            num_train_timesteps: None,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// Rejects what we do not implement, naming the field, and inconsistent shapes.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(key) = self.metadata.keys().find(|k| !k.starts_with('_')) {
+            return Err(DiffuseError::config(format!(
+                "UNet2DModel config field `{key}` is not supported"
+            )));
+        }
+        if self.time_embedding_type != "positional" {
+            return Err(unsupported(
+                "time_embedding_type",
+                &self.time_embedding_type,
+                "positional",
+            ));
+        }
+        if !matches!(self.act_fn.as_str(), "silu" | "swish") {
+            return Err(unsupported("act_fn", &self.act_fn, "silu"));
+        }
+        if self.downsample_type != "conv" {
+            return Err(unsupported(
+                "downsample_type",
+                &self.downsample_type,
+                "conv",
+            ));
+        }
+        if self.upsample_type != "conv" {
+            return Err(unsupported("upsample_type", &self.upsample_type, "conv"));
+        }
+        if let Some(kind) = &self.class_embed_type {
+            return Err(unsupported(
+                "class_embed_type",
+                kind,
+                "null (an embedding table)",
+            ));
+        }
+        if !matches!(
+            self.resnet_time_scale_shift.as_str(),
+            "default" | "scale_shift"
+        ) {
+            return Err(unsupported(
+                "resnet_time_scale_shift",
+                &self.resnet_time_scale_shift,
+                "default, scale_shift",
+            ));
+        }
+        if let Some(mid) = self
+            .mid_block_type
+            .as_deref()
+            .filter(|m| *m != "UNetMidBlock2D")
+        {
+            return Err(unsupported("mid_block_type", mid, "UNetMidBlock2D, null"));
+        }
+        for kind in &self.down_block_types {
+            if !matches!(kind.as_str(), "DownBlock2D" | "AttnDownBlock2D") {
+                return Err(unsupported(
+                    "down_block_types",
+                    kind,
+                    "DownBlock2D, AttnDownBlock2D",
+                ));
+            }
+        }
+        for kind in &self.up_block_types {
+            if !matches!(kind.as_str(), "UpBlock2D" | "AttnUpBlock2D") {
+                return Err(unsupported(
+                    "up_block_types",
+                    kind,
+                    "UpBlock2D, AttnUpBlock2D",
+                ));
+            }
+        }
+        let levels = self.block_out_channels.len();
+        if levels == 0
+            || self.down_block_types.len() != levels
+            || self.up_block_types.len() != levels
+        {
+            return Err(DiffuseError::config(format!(
+                "UNet2DModel config: block_out_channels, down_block_types and up_block_types must have \
+                 the same non-zero length (got {levels}, {}, {})",
+                self.down_block_types.len(),
+                self.up_block_types.len()
+            )));
+        }
+        let groups = self.norm_num_groups;
+        if let Some(c) = self
+            .block_out_channels
+            .iter()
+            .find(|c| groups == 0 || **c % groups != 0)
+        {
+            return Err(DiffuseError::config(format!(
+                "UNet2DModel config: block_out_channels entry {c} is not divisible by norm_num_groups {groups}"
+            )));
+        }
+        if let Some(head) = self.attention_head_dim {
+            let bad = self
+                .block_out_channels
+                .iter()
+                .find(|c| head == 0 || **c % head != 0);
+            if let Some(c) = bad {
+                return Err(DiffuseError::config(format!(
+                    "UNet2DModel config: block_out_channels entry {c} is not divisible by attention_head_dim {head}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Width of the timestep (and class) embedding: `time_embedding_dim` or 4 × the first block.
+    pub fn time_embed_dim(&self) -> usize {
+        self.time_embedding_dim
+            .unwrap_or(self.block_out_channels[0] * 4)
+    }
+}

@@ -1,0 +1,344 @@
+//! The U-Net of DDPM (Ho et al. 2020, Appendix B), as diffusers' `UNet2DModel` builds it: a
+//! timestep embedding injected into every residual block, self-attention at chosen resolutions,
+//! and skip connections from each down level to its up level.
+
+pub mod config;
+pub mod layers;
+
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig};
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+pub use config::{SampleSize, UNet2DConfig};
+use layers::{Attention, Downsample2D, ResnetBlock2D, ResnetSettings, Upsample2D};
+
+use crate::error::{DiffuseError, Result};
+use crate::nn::conv2d;
+use crate::nn::embedding::{TimestepMlp, timestep_embedding};
+
+/// One resolution level on the way down: residual blocks, optional attention after each, and a
+/// strided convolution unless it is the last level (diffusers' `DownBlock2D` / `AttnDownBlock2D`).
+#[derive(Module, Debug)]
+pub struct DownBlock {
+    pub resnets: Vec<ResnetBlock2D>,
+    pub attentions: Vec<Attention>,
+    pub downsamplers: Vec<Downsample2D>,
+}
+
+impl DownBlock {
+    /// Runs the level, pushing every intermediate state for the up path's skip connections.
+    fn forward(&self, mut h: Tensor<4>, temb: &Tensor<2>, skips: &mut Vec<Tensor<4>>) -> Tensor<4> {
+        for (i, resnet) in self.resnets.iter().enumerate() {
+            h = resnet.forward(h, temb.clone());
+            if let Some(attention) = self.attentions.get(i) {
+                h = attention.forward(h);
+            }
+            skips.push(h.clone());
+        }
+        for down in &self.downsamplers {
+            h = down.forward(h);
+            skips.push(h.clone());
+        }
+        h
+    }
+}
+
+/// The bottleneck: resnet, (attention, resnet)… (diffusers' `UNetMidBlock2D`).
+#[derive(Module, Debug)]
+pub struct MidBlock {
+    pub resnets: Vec<ResnetBlock2D>,
+    pub attentions: Vec<Attention>,
+}
+
+impl MidBlock {
+    fn forward(&self, h: Tensor<4>, temb: &Tensor<2>) -> Tensor<4> {
+        let mut h = self.resnets[0].forward(h, temb.clone());
+        for (i, resnet) in self.resnets[1..].iter().enumerate() {
+            if let Some(attention) = self.attentions.get(i) {
+                h = attention.forward(h);
+            }
+            h = resnet.forward(h, temb.clone());
+        }
+        h
+    }
+}
+
+/// One resolution level on the way up: each residual block first concatenates a skip connection
+/// (diffusers' `UpBlock2D` / `AttnUpBlock2D`).
+#[derive(Module, Debug)]
+pub struct UpBlock {
+    pub resnets: Vec<ResnetBlock2D>,
+    pub attentions: Vec<Attention>,
+    pub upsamplers: Vec<Upsample2D>,
+}
+
+impl UpBlock {
+    fn forward(&self, mut h: Tensor<4>, temb: &Tensor<2>, skips: &mut Vec<Tensor<4>>) -> Tensor<4> {
+        for (i, resnet) in self.resnets.iter().enumerate() {
+            let skip = skips.pop().expect("every up resnet has a skip connection");
+            h = resnet.forward(Tensor::cat(vec![h, skip], 1), temb.clone());
+            if let Some(attention) = self.attentions.get(i) {
+                h = attention.forward(h);
+            }
+        }
+        for up in &self.upsamplers {
+            h = up.forward(h);
+        }
+        h
+    }
+}
+
+/// diffusers' `UNet2DModel` (positional timestep embedding, optional class embedding table).
+#[derive(Module, Debug)]
+pub struct UNet2DModel {
+    pub conv_in: Conv2d,
+    pub time_embedding: TimestepMlp,
+    pub class_embedding: Option<Embedding>,
+    pub down_blocks: Vec<DownBlock>,
+    pub mid_block: Option<MidBlock>,
+    pub up_blocks: Vec<UpBlock>,
+    pub conv_norm_out: GroupNorm,
+    pub conv_out: Conv2d,
+    #[module(skip)]
+    config: UNet2DConfig,
+}
+
+impl UNet2DModel {
+    /// A randomly initialised network for `config` (validated first).
+    pub fn new(config: &UNet2DConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let c = config;
+        let channels = &c.block_out_channels;
+        let levels = channels.len();
+        let temb_dim = c.time_embed_dim();
+        let settings = ResnetSettings {
+            temb_channels: temb_dim,
+            groups: c.norm_num_groups,
+            eps: c.norm_eps,
+            scale_shift: c.resnet_time_scale_shift == "scale_shift",
+            output_scale_factor: 1.0,
+        };
+        let attention = |width: usize, groups: Option<usize>, rescale: f64| {
+            let head_dim = c.attention_head_dim.unwrap_or(width);
+            Attention::new(width, head_dim, groups, c.norm_eps, rescale, device)
+        };
+
+        let mut down_blocks = Vec::with_capacity(levels);
+        let mut out = channels[0];
+        for (i, kind) in c.down_block_types.iter().enumerate() {
+            let input = out;
+            out = channels[i];
+            let with_attention = kind == "AttnDownBlock2D";
+            let resnets: Vec<_> = (0..c.layers_per_block)
+                .map(|j| {
+                    ResnetBlock2D::new(if j == 0 { input } else { out }, out, &settings, device)
+                })
+                .collect();
+            let attentions = if with_attention {
+                (0..c.layers_per_block)
+                    .map(|_| attention(out, Some(c.norm_num_groups), 1.0))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let downsamplers = (i + 1 < levels)
+                .then(|| Downsample2D::new(out, c.downsample_padding, device))
+                .into_iter()
+                .collect();
+            down_blocks.push(DownBlock {
+                resnets,
+                attentions,
+                downsamplers,
+            });
+        }
+
+        let deepest = channels[levels - 1];
+        let mid_block = c.mid_block_type.as_ref().map(|_| {
+            let mid_settings = ResnetSettings {
+                output_scale_factor: c.mid_block_scale_factor,
+                ..settings
+            };
+            // diffusers drops the attention's group norm in the middle block with scale_shift.
+            let groups = c
+                .attn_norm_num_groups
+                .or((!settings.scale_shift).then_some(c.norm_num_groups));
+            MidBlock {
+                resnets: (0..2)
+                    .map(|_| ResnetBlock2D::new(deepest, deepest, &mid_settings, device))
+                    .collect(),
+                attentions: if c.add_attention {
+                    vec![attention(deepest, groups, c.mid_block_scale_factor)]
+                } else {
+                    Vec::new()
+                },
+            }
+        });
+
+        let reversed: Vec<usize> = channels.iter().rev().copied().collect();
+        let mut up_blocks = Vec::with_capacity(levels);
+        let mut out = reversed[0];
+        for (i, kind) in c.up_block_types.iter().enumerate() {
+            let prev = out;
+            out = reversed[i];
+            let input = reversed[(i + 1).min(levels - 1)];
+            let layers = c.layers_per_block + 1;
+            let resnets = (0..layers)
+                .map(|j| {
+                    let skip = if j == layers - 1 { input } else { out };
+                    let from = if j == 0 { prev } else { out };
+                    ResnetBlock2D::new(from + skip, out, &settings, device)
+                })
+                .collect();
+            let attentions = if kind == "AttnUpBlock2D" {
+                (0..layers)
+                    .map(|_| attention(out, Some(c.norm_num_groups), 1.0))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let upsamplers = (i + 1 < levels)
+                .then(|| Upsample2D::new(out, device))
+                .into_iter()
+                .collect();
+            up_blocks.push(UpBlock {
+                resnets,
+                attentions,
+                upsamplers,
+            });
+        }
+
+        Ok(Self {
+            conv_in: conv2d([c.in_channels, channels[0]], 3, 1, 1, device),
+            time_embedding: TimestepMlp::new(channels[0], temb_dim, device),
+            class_embedding: c
+                .num_class_embeds
+                .map(|n| EmbeddingConfig::new(n, temb_dim).init(device)),
+            down_blocks,
+            mid_block,
+            up_blocks,
+            conv_norm_out: GroupNormConfig::new(c.norm_num_groups, channels[0])
+                .with_epsilon(c.norm_eps)
+                .init(device),
+            conv_out: conv2d([channels[0], c.out_channels], 3, 1, 1, device),
+            config: config.clone(),
+        })
+    }
+
+    /// The config this network was built from.
+    pub fn config(&self) -> &UNet2DConfig {
+        &self.config
+    }
+
+    /// The network output for `sample` [B, C, H, W] at `timesteps` (one per row), with class labels
+    /// when the network has a class embedding.
+    pub fn forward(
+        &self,
+        sample: Tensor<4>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+    ) -> Result<Tensor<4>> {
+        let [batch, channels, height, width] = sample.dims();
+        self.check_input(batch, channels, height, width, timesteps)?;
+        let device = sample.device();
+        let sample = if self.config.center_input_sample {
+            sample.mul_scalar(2.0).sub_scalar(1.0)
+        } else {
+            sample
+        };
+        let t_emb = timestep_embedding(
+            timesteps,
+            self.config.block_out_channels[0],
+            self.config.flip_sin_to_cos,
+            self.config.freq_shift,
+            &device,
+            sample.dtype(),
+        );
+        let mut emb = self.time_embedding.forward(t_emb);
+        match (&self.class_embedding, class_labels) {
+            (Some(table), Some(labels)) => {
+                emb = emb + self.class_embedding(table, labels, batch, &device)?;
+            }
+            (Some(_), None) => {
+                return Err(DiffuseError::config(
+                    "this U-Net is class-conditional: class labels are required",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(DiffuseError::config(
+                    "this U-Net has no class embedding: it takes no class labels",
+                ));
+            }
+            (None, None) => {}
+        }
+
+        let mut h = self.conv_in.forward(sample);
+        let mut skips = vec![h.clone()];
+        for block in &self.down_blocks {
+            h = block.forward(h, &emb, &mut skips);
+        }
+        if let Some(mid) = &self.mid_block {
+            h = mid.forward(h, &emb);
+        }
+        for block in &self.up_blocks {
+            h = block.forward(h, &emb, &mut skips);
+        }
+        Ok(self.conv_out.forward(silu(self.conv_norm_out.forward(h))))
+    }
+
+    fn class_embedding(
+        &self,
+        table: &Embedding,
+        labels: &[usize],
+        batch: usize,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        let classes = self.config.num_class_embeds.unwrap_or(0);
+        if labels.len() != batch {
+            return Err(DiffuseError::config(format!(
+                "{} class labels for a batch of {batch}",
+                labels.len()
+            )));
+        }
+        if let Some(bad) = labels.iter().find(|&&l| l >= classes) {
+            return Err(DiffuseError::config(format!(
+                "class label {bad} is out of range: the network has {classes} class embeddings"
+            )));
+        }
+        let ids: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, 1]), device);
+        let dim = self.config.time_embed_dim();
+        Ok(table.forward(ids).reshape([batch, dim]))
+    }
+
+    fn check_input(
+        &self,
+        batch: usize,
+        channels: usize,
+        height: usize,
+        width: usize,
+        timesteps: &[f64],
+    ) -> Result<()> {
+        if channels != self.config.in_channels {
+            return Err(DiffuseError::config(format!(
+                "the U-Net takes {} input channels, the sample has {channels}",
+                self.config.in_channels
+            )));
+        }
+        let factor = 1 << (self.config.block_out_channels.len() - 1);
+        if !height.is_multiple_of(factor) || !width.is_multiple_of(factor) {
+            return Err(DiffuseError::config(format!(
+                "sample size {height}x{width} must be divisible by {factor} for this U-Net's {} levels",
+                self.config.block_out_channels.len()
+            )));
+        }
+        if timesteps.len() != batch {
+            return Err(DiffuseError::config(format!(
+                "{} timesteps for a batch of {batch}",
+                timesteps.len()
+            )));
+        }
+        Ok(())
+    }
+}

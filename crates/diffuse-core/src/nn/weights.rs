@@ -1,0 +1,61 @@
+//! Weights in diffusers' safetensors layout (PyTorch names and shapes) in and out of burn modules.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::store::{
+    BurnToPyTorchAdapter, ChainAdapter, FloatCastAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
+    SafetensorsStore,
+};
+use burn::tensor::DType;
+
+use crate::error::{DiffuseError, Result};
+use crate::io::write_atomically;
+
+/// Loads every tensor of the safetensors file at `path` into `module`. diffusers' names map one to
+/// one onto our field paths; Linear weights are transposed, GroupNorm weight/bias become γ/β, and
+/// half-precision weights are widened to f32. Any missing, unexpected or mis-shaped tensor is an
+/// error that names it.
+pub fn load_diffusers_weights<M: Module + ModuleSnapshot>(
+    module: &mut M,
+    path: &Path,
+) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| DiffuseError::io(path, e))?;
+    safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| DiffuseError::bad_file(path, format!("not a valid safetensors file: {e}")))?;
+    let mut store = SafetensorsStore::from_bytes(Some(bytes))
+        .with_from_adapter(ChainAdapter::new(
+            PyTorchToBurnAdapter,
+            FloatCastAdapter::to(DType::F32),
+        ))
+        .allow_partial(true);
+    let result = module
+        .load_from(&mut store)
+        .map_err(|e| DiffuseError::bad_file(path, e.to_string()))?;
+    let mut problems = Vec::new();
+    if !result.missing.is_empty() {
+        let names: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
+        problems.push(format!("missing tensors: {}", names.join(", ")));
+    }
+    if !result.unused.is_empty() {
+        problems.push(format!("unexpected tensors: {}", result.unused.join(", ")));
+    }
+    problems.extend(result.errors.iter().map(|e| format!("{e:?}")));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(DiffuseError::bad_file(path, problems.join("; ")))
+    }
+}
+
+/// Writes `module`'s weights to `path` in diffusers' layout (atomically).
+pub fn save_diffusers_weights<M: Module + ModuleSnapshot>(module: &M, path: &Path) -> Result<()> {
+    let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
+    module
+        .save_into(&mut store)
+        .map_err(|e| DiffuseError::config(format!("serialising weights: {e}")))?;
+    let bytes = store
+        .get_bytes()
+        .map_err(|e| DiffuseError::config(format!("serialising weights: {e}")))?;
+    write_atomically(path, &bytes)
+}

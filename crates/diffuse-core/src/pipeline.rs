@@ -1,0 +1,293 @@
+//! diffusers pipeline folders: `model_index.json`, `unet/` and `scheduler/`, read and written.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::denoiser::Denoiser;
+use crate::error::{DiffuseError, Result};
+use crate::forward::PredictionType;
+use crate::io::write_atomically;
+use crate::nn::unet::config::DIFFUSERS_VERSION;
+use crate::nn::unet::{UNet2DConfig, UNet2DModel};
+use crate::nn::weights::{load_diffusers_weights, save_diffusers_weights};
+use crate::sampler::{DdimOptions, DdpmOptions, SamplerKind};
+use crate::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing, rescale_zero_terminal_snr};
+
+const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
+
+/// The fields of diffusers' `DDPMScheduler` / `DDIMScheduler` configs that `diffuse` honours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchedulerConfig {
+    #[serde(rename = "_class_name")]
+    pub class_name: String,
+    pub num_train_timesteps: usize,
+    pub beta_start: f64,
+    pub beta_end: f64,
+    pub beta_schedule: String,
+    pub trained_betas: Option<Vec<f64>>,
+    pub clip_sample: bool,
+    #[serde(default = "one")]
+    pub clip_sample_range: f64,
+    pub prediction_type: String,
+    #[serde(default)]
+    pub thresholding: bool,
+    #[serde(default = "default_ratio")]
+    pub dynamic_thresholding_ratio: f64,
+    #[serde(default = "one")]
+    pub sample_max_value: f64,
+    pub timestep_spacing: String,
+    pub steps_offset: usize,
+    #[serde(default)]
+    pub rescale_betas_zero_snr: bool,
+    /// DDPMScheduler only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variance_type: Option<String>,
+    /// DDIMScheduler only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_alpha_to_one: Option<bool>,
+    /// `_diffusers_version` and other metadata; any other key is rejected.
+    #[serde(flatten)]
+    pub metadata: BTreeMap<String, Value>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn default_ratio() -> f64 {
+    0.995
+}
+
+impl SchedulerConfig {
+    /// Parses scheduler_config.json and rejects what `diffuse` does not implement, naming the field.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let config: Self = serde_json::from_str(text)
+            .map_err(|e| DiffuseError::config(format!("scheduler config: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let Some(key) = self.metadata.keys().find(|k| !k.starts_with('_')) {
+            return Err(DiffuseError::config(format!(
+                "scheduler config field `{key}` is not supported"
+            )));
+        }
+        if !matches!(self.class_name.as_str(), "DDPMScheduler" | "DDIMScheduler") {
+            return Err(DiffuseError::config(format!(
+                "scheduler `{}` is not supported (supported: DDPMScheduler, DDIMScheduler)",
+                self.class_name
+            )));
+        }
+        if self.thresholding {
+            return Err(DiffuseError::config(
+                "scheduler config field `thresholding` = true is not supported yet",
+            ));
+        }
+        if let Some(v) = &self.variance_type {
+            v.parse::<crate::sampler::DdpmVariance>().map_err(|_| {
+                DiffuseError::config(format!(
+                    "scheduler config field `variance_type` = {v:?} is not supported \
+                     (supported: fixed_small, fixed_large)"
+                ))
+            })?;
+        }
+        self.prediction()?;
+        self.spacing()?;
+        self.schedule()?;
+        Ok(())
+    }
+
+    /// The forward process this config describes.
+    pub fn schedule(&self) -> Result<NoiseSchedule> {
+        let schedule = match &self.trained_betas {
+            Some(betas) if self.rescale_betas_zero_snr => {
+                NoiseSchedule::from_betas(rescale_zero_terminal_snr(betas))?
+            }
+            Some(betas) => NoiseSchedule::from_betas(betas.clone())?,
+            None => {
+                let kind = BetaSchedule::from_name(
+                    &self.beta_schedule,
+                    self.beta_start,
+                    self.beta_end,
+                    (-3.0, 3.0, 1.0),
+                )?;
+                if kind.diffusers_name().is_none() {
+                    return Err(DiffuseError::config(format!(
+                        "scheduler config field `beta_schedule` = {:?} is not a diffusers schedule",
+                        self.beta_schedule
+                    )));
+                }
+                NoiseSchedule::new(&kind, self.num_train_timesteps, self.rescale_betas_zero_snr)?
+            }
+        };
+        Ok(schedule)
+    }
+
+    pub fn prediction(&self) -> Result<PredictionType> {
+        self.prediction_type.parse()
+    }
+
+    pub fn spacing(&self) -> Result<TimestepSpacing> {
+        self.timestep_spacing.parse()
+    }
+
+    /// The sampler named `name` ("ddpm" or "ddim"), or the one this config is for, with the
+    /// config's clipping and variance options.
+    pub fn sampler(&self, name: Option<&str>, eta: Option<f64>) -> Result<SamplerKind> {
+        let name = name.unwrap_or(if self.class_name == "DDIMScheduler" {
+            "ddim"
+        } else {
+            "ddpm"
+        });
+        let clip_sample = self.clip_sample.then_some(self.clip_sample_range);
+        Ok(match name.parse::<SamplerKind>()? {
+            SamplerKind::Ddpm(_) => {
+                if eta.is_some() {
+                    return Err(DiffuseError::config(
+                        "--eta applies to the ddim sampler only",
+                    ));
+                }
+                SamplerKind::Ddpm(DdpmOptions {
+                    variance: self
+                        .variance_type
+                        .as_deref()
+                        .unwrap_or("fixed_small")
+                        .parse()?,
+                    clip_sample,
+                })
+            }
+            SamplerKind::Ddim(defaults) => SamplerKind::Ddim(DdimOptions {
+                eta: eta.unwrap_or(0.0),
+                clip_sample,
+                set_alpha_to_one: self.set_alpha_to_one.unwrap_or(true),
+                ..defaults
+            }),
+        })
+    }
+}
+
+/// A loaded pipeline folder: the U-Net and its scheduler config.
+#[derive(Debug)]
+pub struct DiffusionPipeline {
+    pub unet: UNet2DModel,
+    pub scheduler: SchedulerConfig,
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| DiffuseError::io(path, e))
+}
+
+fn in_file<T>(path: &Path, result: Result<T>) -> Result<T> {
+    result.map_err(|e| match e {
+        DiffuseError::InvalidConfig(m) => DiffuseError::bad_file(path, m),
+        other => other,
+    })
+}
+
+impl DiffusionPipeline {
+    /// Reads a diffusers `DDPMPipeline` / `DDIMPipeline` folder.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let index_path = dir.join("model_index.json");
+        let index: Value = serde_json::from_str(&read_text(&index_path)?)
+            .map_err(|e| DiffuseError::bad_file(&index_path, format!("malformed JSON: {e}")))?;
+        let class = index["_class_name"].as_str().unwrap_or("");
+        if !matches!(class, "DDPMPipeline" | "DDIMPipeline") {
+            return Err(DiffuseError::bad_file(
+                &index_path,
+                format!(
+                    "pipeline `{class}` is not supported (supported: DDPMPipeline, DDIMPipeline)"
+                ),
+            ));
+        }
+        let config_path = dir.join("unet/config.json");
+        let config = in_file(
+            &config_path,
+            UNet2DConfig::from_json(&read_text(&config_path)?),
+        )?;
+        let mut unet = UNet2DModel::new(&config, device)?;
+        load_diffusers_weights(&mut unet, &dir.join("unet").join(WEIGHTS_FILE))?;
+        let scheduler_path = dir.join("scheduler/scheduler_config.json");
+        let scheduler = in_file(
+            &scheduler_path,
+            SchedulerConfig::from_json(&read_text(&scheduler_path)?),
+        )?;
+        Ok(Self { unet, scheduler })
+    }
+
+    /// Writes the folder in diffusers' layout; `DDPMPipeline.from_pretrained` reads it.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        for sub in ["unet", "scheduler"] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path).map_err(|e| DiffuseError::io(&path, e))?;
+        }
+        let pipeline = if self.scheduler.class_name == "DDIMScheduler" {
+            "DDIMPipeline"
+        } else {
+            "DDPMPipeline"
+        };
+        let index = serde_json::json!({
+            "_class_name": pipeline,
+            "_diffusers_version": DIFFUSERS_VERSION,
+            "scheduler": ["diffusers", self.scheduler.class_name],
+            "unet": ["diffusers", "UNet2DModel"],
+        });
+        write_atomically(
+            &dir.join("model_index.json"),
+            pretty_json(&index).as_bytes(),
+        )?;
+        write_atomically(
+            &dir.join("unet/config.json"),
+            self.unet.config().to_json().as_bytes(),
+        )?;
+        save_diffusers_weights(&self.unet, &dir.join("unet").join(WEIGHTS_FILE))?;
+        write_atomically(
+            &dir.join("scheduler/scheduler_config.json"),
+            pretty_json(&self.scheduler).as_bytes(),
+        )
+    }
+
+    /// The U-Net as a sampler's denoiser, with the scheduler's prediction type.
+    pub fn denoiser(&self) -> Result<UNetDenoiser<'_>> {
+        Ok(UNetDenoiser {
+            unet: &self.unet,
+            prediction_type: self.scheduler.prediction()?,
+        })
+    }
+}
+
+fn pretty_json(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value).expect("configs always serialise")
+}
+
+/// A U-Net seen as a [`Denoiser`]. With a learned variance (out = 2 × in channels) the mean part
+/// (the first half of the channels) is returned, which is what DDPM/DDIM with fixed variance use.
+pub struct UNetDenoiser<'a> {
+    unet: &'a UNet2DModel,
+    prediction_type: PredictionType,
+}
+
+impl Denoiser<4> for UNetDenoiser<'_> {
+    fn prediction_type(&self) -> PredictionType {
+        self.prediction_type
+    }
+
+    fn predict(
+        &self,
+        x_t: Tensor<4>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+    ) -> Result<Tensor<4>> {
+        let channels = x_t.dims()[1];
+        let out = self.unet.forward(x_t, timesteps, class_labels)?;
+        Ok(if out.dims()[1] == 2 * channels {
+            out.narrow(1, 0, channels)
+        } else {
+            out
+        })
+    }
+}
