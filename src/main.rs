@@ -29,6 +29,8 @@ enum Command {
     Schedule(commands::schedule::ScheduleCommand),
     /// Draw samples with DDPM or DDIM from a diffusers pipeline folder or an exact mixture denoiser.
     Sample(Box<commands::sample::SampleCommand>),
+    /// Measure throughput (U-Net forward passes) for comparison with PyTorch.
+    Bench(commands::bench::BenchCommand),
     /// Run the built-in demo: sample a 2-D mixture with DDPM and DDIM, write samples and a plot.
     Demo(commands::demo::DemoCommand),
 }
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Schedule(cmd) => cmd.run(),
         Command::Sample(cmd) => cmd.run(),
         Command::Demo(cmd) => cmd.run(),
+        Command::Bench(cmd) => cmd.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

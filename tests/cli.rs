@@ -261,3 +261,28 @@ fn sample_pipeline_reproduces_diffusers_ddim_from_its_init_noise() {
         "no/such/dir",
     );
 }
+
+#[test]
+fn bench_unet_prints_throughput_json() {
+    let config =
+        "crates/diffuse-core/tests/fixtures/unet/class_scaleshift_gray/pipeline/unet/config.json";
+    let out = diffuse(&[
+        "bench",
+        "unet",
+        "--model-config",
+        config,
+        "--batch-size",
+        "2",
+        "--iters",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["parameters"].as_u64(), Some(272945));
+    assert!(json["images_per_second"].as_f64().unwrap() > 0.0);
+    assert_clean_error(
+        &["bench", "unet", "--model-config", "missing.json"],
+        "missing.json",
+    );
+}

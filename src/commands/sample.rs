@@ -27,7 +27,7 @@ pub struct SampleCommand {
         conflicts_with = "pipeline"
     )]
     gmm: Option<PathBuf>,
-    /// A diffusers pipeline folder (model_index.json, unet/, scheduler/): sample its U-Net. The
+    /// A diffusers pipeline folder (model_index.json, unet/ or transformer/, scheduler/): sample its network. The
     /// schedule, prediction type and clipping come from its scheduler_config.json.
     #[arg(long, value_name = "DIR")]
     pipeline: Option<PathBuf>,
@@ -212,12 +212,11 @@ impl SampleCommand {
             },
             self.steps_offset.unwrap_or(scheduler.steps_offset),
         )?;
-        let unet = pipeline.unet.config();
-        let [h, w] = unet
-            .sample_size
-            .context("the U-Net config has no sample_size, so the image size is unknown")?
-            .hw();
-        let shape = [unet.in_channels, h, w];
+        let shape = pipeline
+            .network
+            .sample_shape()
+            .context("the network config has no sample_size, so the image size is unknown")?;
+        let [_, h, w] = shape;
         let config = self.config(shape.iter().product())?;
         let denoiser = pipeline.denoiser()?;
         let bar = step_progress("sampling");

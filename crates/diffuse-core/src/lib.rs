@@ -6,6 +6,7 @@
 //! Gaussian-mixture data, used to test samplers without model error. [`nn`] holds the networks
 //! (a diffusers-compatible U-Net) and [`pipeline`] reads and writes diffusers pipeline folders.
 
+pub mod bench;
 pub mod denoiser;
 pub mod device;
 pub mod error;

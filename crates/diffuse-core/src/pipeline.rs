@@ -11,9 +11,10 @@ use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
 use crate::forward::PredictionType;
 use crate::io::write_atomically;
+use crate::nn::dit::DiTTransformer2DModel;
 use crate::nn::unet::config::DIFFUSERS_VERSION;
 use crate::nn::unet::{UNet2DConfig, UNet2DModel};
-use crate::nn::weights::{load_diffusers_weights, save_diffusers_weights};
+use crate::nn::weights::{KeyRenames, load_diffusers_weights, save_diffusers_weights};
 use crate::sampler::{DdimOptions, DdpmOptions, SamplerKind};
 use crate::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing, rescale_zero_terminal_snr};
 
@@ -171,10 +172,68 @@ impl SchedulerConfig {
     }
 }
 
-/// A loaded pipeline folder: the U-Net and its scheduler config.
+/// The denoising network of a pipeline.
+#[derive(Debug)]
+pub enum DenoisingNetwork {
+    /// `unet/`: diffusers' `UNet2DModel`.
+    UNet(Box<UNet2DModel>),
+    /// `transformer/`: diffusers' `DiTTransformer2DModel` (pixel space).
+    DiT(Box<DiTTransformer2DModel>),
+}
+
+impl DenoisingNetwork {
+    /// The network output for `x_t` [B, C, H, W].
+    pub fn forward(
+        &self,
+        x_t: Tensor<4>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+    ) -> Result<Tensor<4>> {
+        match self {
+            Self::UNet(unet) => unet.forward(x_t, timesteps, class_labels),
+            Self::DiT(dit) => {
+                let labels = class_labels.ok_or_else(|| {
+                    DiffuseError::config(format!(
+                        "a DiT is class-conditional: give class labels (the null class {} samples \
+                         unconditionally)",
+                        dit.config().class_table_size() - 1
+                    ))
+                })?;
+                dit.forward(x_t, timesteps, labels)
+            }
+        }
+    }
+
+    /// One sample's shape [C, H, W], when the config fixes it.
+    pub fn sample_shape(&self) -> Option<[usize; 3]> {
+        match self {
+            Self::UNet(unet) => {
+                let c = unet.config();
+                c.sample_size.map(|s| {
+                    let [h, w] = s.hw();
+                    [c.in_channels, h, w]
+                })
+            }
+            Self::DiT(dit) => {
+                let c = dit.config();
+                Some([c.in_channels, c.sample_size, c.sample_size])
+            }
+        }
+    }
+
+    /// The folder name diffusers stores this network under.
+    fn component(&self) -> &'static str {
+        match self {
+            Self::UNet(_) => "unet",
+            Self::DiT(_) => "transformer",
+        }
+    }
+}
+
+/// A loaded pipeline folder: the network and its scheduler config.
 #[derive(Debug)]
 pub struct DiffusionPipeline {
-    pub unet: UNet2DModel,
+    pub network: DenoisingNetwork,
     pub scheduler: SchedulerConfig,
 }
 
@@ -190,71 +249,106 @@ fn in_file<T>(path: &Path, result: Result<T>) -> Result<T> {
 }
 
 impl DiffusionPipeline {
-    /// Reads a diffusers `DDPMPipeline` / `DDIMPipeline` folder.
+    /// Reads a diffusers pipeline folder: `DDPMPipeline`/`DDIMPipeline` with `unet/`, or a
+    /// pixel-space `DiTPipeline` with `transformer/` (no VAE).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let index_path = dir.join("model_index.json");
         let index: Value = serde_json::from_str(&read_text(&index_path)?)
             .map_err(|e| DiffuseError::bad_file(&index_path, format!("malformed JSON: {e}")))?;
         let class = index["_class_name"].as_str().unwrap_or("");
-        if !matches!(class, "DDPMPipeline" | "DDIMPipeline") {
-            return Err(DiffuseError::bad_file(
-                &index_path,
-                format!(
-                    "pipeline `{class}` is not supported (supported: DDPMPipeline, DDIMPipeline)"
-                ),
-            ));
-        }
-        let config_path = dir.join("unet/config.json");
-        let config = in_file(
-            &config_path,
-            UNet2DConfig::from_json(&read_text(&config_path)?),
-        )?;
-        let mut unet = UNet2DModel::new(&config, device)?;
-        load_diffusers_weights(&mut unet, &dir.join("unet").join(WEIGHTS_FILE))?;
+        let network = match class {
+            "DDPMPipeline" | "DDIMPipeline" => {
+                let config_path = dir.join("unet/config.json");
+                let config = in_file(
+                    &config_path,
+                    UNet2DConfig::from_json(&read_text(&config_path)?),
+                )?;
+                let mut unet = UNet2DModel::new(&config, device)?;
+                load_diffusers_weights(
+                    &mut unet,
+                    &dir.join("unet").join(WEIGHTS_FILE),
+                    &KeyRenames::NONE,
+                )?;
+                DenoisingNetwork::UNet(Box::new(unet))
+            }
+            "DiTPipeline" if !index["vae"].is_null() => {
+                return Err(DiffuseError::bad_file(
+                    &index_path,
+                    "latent DiT pipelines (with a vae) are not supported yet; pixel-space ones are",
+                ));
+            }
+            "DiTPipeline" => {
+                let dit = DiTTransformer2DModel::load(&dir.join("transformer"), device)?;
+                DenoisingNetwork::DiT(Box::new(dit))
+            }
+            other => {
+                return Err(DiffuseError::bad_file(
+                    &index_path,
+                    format!(
+                        "pipeline `{other}` is not supported (supported: DDPMPipeline, DDIMPipeline, \
+                         DiTPipeline)"
+                    ),
+                ));
+            }
+        };
         let scheduler_path = dir.join("scheduler/scheduler_config.json");
         let scheduler = in_file(
             &scheduler_path,
             SchedulerConfig::from_json(&read_text(&scheduler_path)?),
         )?;
-        Ok(Self { unet, scheduler })
+        Ok(Self { network, scheduler })
     }
 
-    /// Writes the folder in diffusers' layout; `DDPMPipeline.from_pretrained` reads it.
+    /// Writes the folder in diffusers' layout (`DDPMPipeline.from_pretrained` reads a U-Net one).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        for sub in ["unet", "scheduler"] {
+        let component = self.network.component();
+        for sub in [component, "scheduler"] {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path).map_err(|e| DiffuseError::io(&path, e))?;
         }
-        let pipeline = if self.scheduler.class_name == "DDIMScheduler" {
-            "DDIMPipeline"
-        } else {
-            "DDPMPipeline"
+        let pipeline = match (&self.network, self.scheduler.class_name.as_str()) {
+            (DenoisingNetwork::DiT(_), _) => "DiTPipeline",
+            (_, "DDIMScheduler") => "DDIMPipeline",
+            _ => "DDPMPipeline",
         };
-        let index = serde_json::json!({
+        let (library, class) = match &self.network {
+            DenoisingNetwork::UNet(_) => ("diffusers", "UNet2DModel"),
+            DenoisingNetwork::DiT(_) => ("diffusers", "DiTTransformer2DModel"),
+        };
+        let mut index = serde_json::json!({
             "_class_name": pipeline,
             "_diffusers_version": DIFFUSERS_VERSION,
             "scheduler": ["diffusers", self.scheduler.class_name],
-            "unet": ["diffusers", "UNet2DModel"],
         });
+        index[component] = serde_json::json!([library, class]);
         write_atomically(
             &dir.join("model_index.json"),
             pretty_json(&index).as_bytes(),
         )?;
-        write_atomically(
-            &dir.join("unet/config.json"),
-            self.unet.config().to_json().as_bytes(),
-        )?;
-        save_diffusers_weights(&self.unet, &dir.join("unet").join(WEIGHTS_FILE))?;
+        match &self.network {
+            DenoisingNetwork::UNet(unet) => {
+                write_atomically(
+                    &dir.join("unet/config.json"),
+                    unet.config().to_json().as_bytes(),
+                )?;
+                save_diffusers_weights(
+                    unet.as_ref(),
+                    &dir.join("unet").join(WEIGHTS_FILE),
+                    &KeyRenames::NONE,
+                )?;
+            }
+            DenoisingNetwork::DiT(dit) => dit.save(&dir.join("transformer"))?,
+        }
         write_atomically(
             &dir.join("scheduler/scheduler_config.json"),
             pretty_json(&self.scheduler).as_bytes(),
         )
     }
 
-    /// The U-Net as a sampler's denoiser, with the scheduler's prediction type.
-    pub fn denoiser(&self) -> Result<UNetDenoiser<'_>> {
-        Ok(UNetDenoiser {
-            unet: &self.unet,
+    /// The network as a sampler's denoiser, with the scheduler's prediction type.
+    pub fn denoiser(&self) -> Result<NetworkDenoiser<'_>> {
+        Ok(NetworkDenoiser {
+            network: &self.network,
             prediction_type: self.scheduler.prediction()?,
         })
     }
@@ -264,14 +358,14 @@ fn pretty_json(value: &impl Serialize) -> String {
     serde_json::to_string_pretty(value).expect("configs always serialise")
 }
 
-/// A U-Net seen as a [`Denoiser`]. With a learned variance (out = 2 × in channels) the mean part
-/// (the first half of the channels) is returned, which is what DDPM/DDIM with fixed variance use.
-pub struct UNetDenoiser<'a> {
-    unet: &'a UNet2DModel,
+/// A network seen as a [`Denoiser`]. With a learned variance (out = 2 × in channels) the mean
+/// part (the first half of the channels) is returned, which DDPM/DDIM with fixed variance use.
+pub struct NetworkDenoiser<'a> {
+    network: &'a DenoisingNetwork,
     prediction_type: PredictionType,
 }
 
-impl Denoiser<4> for UNetDenoiser<'_> {
+impl Denoiser<4> for NetworkDenoiser<'_> {
     fn prediction_type(&self) -> PredictionType {
         self.prediction_type
     }
@@ -283,7 +377,7 @@ impl Denoiser<4> for UNetDenoiser<'_> {
         class_labels: Option<&[usize]>,
     ) -> Result<Tensor<4>> {
         let channels = x_t.dims()[1];
-        let out = self.unet.forward(x_t, timesteps, class_labels)?;
+        let out = self.network.forward(x_t, timesteps, class_labels)?;
         Ok(if out.dims()[1] == 2 * channels {
             out.narrow(1, 0, channels)
         } else {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{DType, Device, Tensor};
 use diffuse_core::io::{HostTensor, read_safetensors};
 use diffuse_core::noise::SeededNoise;
-use diffuse_core::pipeline::DiffusionPipeline;
+use diffuse_core::pipeline::{DenoisingNetwork, DiffusionPipeline};
 use diffuse_core::sampler::{SamplingPlan, sample};
 use diffuse_core::tensor_ops::{from_host_f64, relative_max_error, to_host_f64};
 
@@ -48,7 +48,7 @@ fn forward_pass_matches_diffusers() {
         let io = read_safetensors(&dir.join("io.safetensors")).unwrap();
         let timesteps = host_f64(&io["timesteps"]);
         let out = pipeline
-            .unet
+            .network
             .forward(tensor4(&io["sample"]), &timesteps, labels(&io).as_deref())
             .unwrap();
         let err = relative_max_error(&to_host_f64(out).unwrap(), &host_f64(&io["output"]));
@@ -102,13 +102,17 @@ fn a_saved_folder_reads_back_identically() {
         let tmp = tempfile::tempdir().unwrap();
         pipeline.save(tmp.path()).unwrap();
         let again = load(tmp.path());
-        assert_eq!(again.unet.config(), pipeline.unet.config());
+        let config = |p: &DiffusionPipeline| match &p.network {
+            DenoisingNetwork::UNet(unet) => unet.config().clone(),
+            other => panic!("expected a U-Net, loaded {other:?}"),
+        };
+        assert_eq!(config(&again), config(&pipeline));
         assert_eq!(again.scheduler, pipeline.scheduler);
         let io = read_safetensors(&dir.join("io.safetensors")).unwrap();
         let timesteps = host_f64(&io["timesteps"]);
         let run = |p: &DiffusionPipeline| {
             let out = p
-                .unet
+                .network
                 .forward(tensor4(&io["sample"]), &timesteps, labels(&io).as_deref());
             to_host_f64(out.unwrap()).unwrap()
         };

@@ -1,6 +1,9 @@
 //! Denoising networks, weight- and config-compatible with diffusers.
 
+pub mod attention;
+pub mod dit;
 pub mod embedding;
+pub mod mlp;
 pub mod unet;
 pub mod weights;
 

@@ -12,6 +12,23 @@ use burn::tensor::DType;
 use crate::error::{DiffuseError, Result};
 use crate::io::write_atomically;
 
+/// Regex renames between diffusers' tensor names and our module paths, for each direction.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRenames {
+    /// (pattern in the file, replacement in the module), applied when loading.
+    pub load: &'static [(&'static str, &'static str)],
+    /// (pattern in the module, replacement in the file), applied when saving.
+    pub save: &'static [(&'static str, &'static str)],
+}
+
+impl KeyRenames {
+    /// Names that already match.
+    pub const NONE: Self = Self {
+        load: &[],
+        save: &[],
+    };
+}
+
 /// Loads every tensor of the safetensors file at `path` into `module`. diffusers' names map one to
 /// one onto our field paths; Linear weights are transposed, GroupNorm weight/bias become γ/β, and
 /// half-precision weights are widened to f32. Any missing, unexpected or mis-shaped tensor is an
@@ -19,6 +36,7 @@ use crate::io::write_atomically;
 pub fn load_diffusers_weights<M: Module + ModuleSnapshot>(
     module: &mut M,
     path: &Path,
+    renames: &KeyRenames,
 ) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| DiffuseError::io(path, e))?;
     safetensors::SafeTensors::deserialize(&bytes)
@@ -29,6 +47,9 @@ pub fn load_diffusers_weights<M: Module + ModuleSnapshot>(
             FloatCastAdapter::to(DType::F32),
         ))
         .allow_partial(true);
+    for (pattern, replacement) in renames.load {
+        store = store.with_key_remapping(*pattern, *replacement);
+    }
     let result = module
         .load_from(&mut store)
         .map_err(|e| DiffuseError::bad_file(path, e.to_string()))?;
@@ -49,8 +70,15 @@ pub fn load_diffusers_weights<M: Module + ModuleSnapshot>(
 }
 
 /// Writes `module`'s weights to `path` in diffusers' layout (atomically).
-pub fn save_diffusers_weights<M: Module + ModuleSnapshot>(module: &M, path: &Path) -> Result<()> {
+pub fn save_diffusers_weights<M: Module + ModuleSnapshot>(
+    module: &M,
+    path: &Path,
+    renames: &KeyRenames,
+) -> Result<()> {
     let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
+    for (pattern, replacement) in renames.save {
+        store = store.with_key_remapping(*pattern, *replacement);
+    }
     module
         .save_into(&mut store)
         .map_err(|e| DiffuseError::config(format!("serialising weights: {e}")))?;

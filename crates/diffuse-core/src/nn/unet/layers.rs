@@ -4,8 +4,9 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::Tensor;
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 
+use crate::nn::attention::multi_head_attention;
 use crate::nn::conv2d;
 use burn::nn::conv::Conv2dConfig;
 use burn::tensor::Device;
@@ -92,8 +93,8 @@ impl ResnetBlock2D {
     }
 }
 
-/// diffusers' `Attention` as the U-Net uses it: group-normed spatial self-attention with a residual
-/// connection (Vaswani et al. 2017, Eq. 1, over the H·W positions).
+/// diffusers' `Attention` as the U-Net uses it: group-normed spatial self-attention over the H·W
+/// positions, with a residual connection.
 #[derive(Module, Debug)]
 pub struct Attention {
     pub group_norm: Option<GroupNorm>,
@@ -131,29 +132,12 @@ impl Attention {
 
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let [batch, channels, height, width] = input.dims();
-        let positions = height * width;
-        let head_dim = channels / self.heads;
-        let mut h = input.clone().reshape([batch, channels, positions]);
+        let mut h = input.clone().reshape([batch, channels, height * width]);
         if let Some(norm) = &self.group_norm {
             h = norm.forward(h);
         }
-        let h = h.swap_dims(1, 2);
-        let split_heads = |t: Tensor<3>| {
-            t.reshape([batch, positions, self.heads, head_dim])
-                .swap_dims(1, 2)
-        };
-        let q = split_heads(self.to_q.forward(h.clone()));
-        let k = split_heads(self.to_k.forward(h.clone()));
-        let v = split_heads(self.to_v.forward(h));
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .div_scalar((head_dim as f64).sqrt());
-        let attended = softmax(scores, 3)
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, positions, channels]);
-        let out = self.to_out[0]
-            .forward(attended)
+        let projections = [&self.to_q, &self.to_k, &self.to_v, &self.to_out[0]];
+        let out = multi_head_attention(projections, h.swap_dims(1, 2), self.heads)
             .swap_dims(1, 2)
             .reshape([batch, channels, height, width]);
         (out + input).div_scalar(self.rescale_output_factor)

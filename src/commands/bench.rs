@@ -1,0 +1,75 @@
+//! `diffuse bench`: throughput measurements (compare with tools/reference/bench_unet.py).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use diffuse_core::bench::unet_forward_throughput;
+use diffuse_core::nn::unet::UNet2DConfig;
+
+use crate::args::DeviceArgs;
+
+#[derive(Args, Debug)]
+pub struct BenchCommand {
+    #[command(subcommand)]
+    what: BenchTarget,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchTarget {
+    /// U-Net forward passes per second for a diffusers UNet2DModel config.json (random weights).
+    Unet(UnetBench),
+}
+
+#[derive(Args, Debug)]
+struct UnetBench {
+    /// A diffusers UNet2DModel config.json, e.g. benches/configs/ddpm-cifar10-32.json.
+    #[arg(long, value_name = "config.json")]
+    model_config: PathBuf,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    /// Timed forward passes (after one warm-up pass).
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Print one JSON object instead of a sentence.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+impl BenchCommand {
+    pub fn run(&self) -> Result<()> {
+        match &self.what {
+            BenchTarget::Unet(bench) => bench.run(),
+        }
+    }
+}
+
+impl UnetBench {
+    fn run(&self) -> Result<()> {
+        let text = std::fs::read_to_string(&self.model_config)
+            .with_context(|| format!("reading {}", self.model_config.display()))?;
+        let config = UNet2DConfig::from_json(&text)
+            .with_context(|| format!("in {}", self.model_config.display()))?;
+        let result = unet_forward_throughput(
+            &config,
+            self.batch_size,
+            self.iters.max(1),
+            &self.device.build()?,
+        )?;
+        if self.json {
+            println!("{}", serde_json::to_string(&result)?);
+        } else {
+            println!(
+                "{} parameters, batch {}: {:.3} s per forward pass, {:.1} images/s",
+                result.parameters,
+                result.batch_size,
+                result.seconds_per_batch,
+                result.images_per_second
+            );
+        }
+        Ok(())
+    }
+}
