@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use diffuse_core::bench::unet_forward_throughput;
+use diffuse_core::config::DiffusersConfig;
 use diffuse_core::nn::unet::UNet2DConfig;
 
 use crate::args::DeviceArgs;

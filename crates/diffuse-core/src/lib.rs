@@ -7,6 +7,7 @@
 //! (a diffusers-compatible U-Net) and [`pipeline`] reads and writes diffusers pipeline folders.
 
 pub mod bench;
+pub mod config;
 pub mod denoiser;
 pub mod device;
 pub mod error;

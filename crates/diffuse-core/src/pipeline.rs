@@ -7,12 +7,12 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::{DIFFUSERS_VERSION, DiffusersConfig, reject_unknown_fields};
 use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
 use crate::forward::PredictionType;
 use crate::io::write_atomically;
 use crate::nn::dit::DiTTransformer2DModel;
-use crate::nn::unet::config::DIFFUSERS_VERSION;
 use crate::nn::unet::{UNet2DConfig, UNet2DModel};
 use crate::nn::weights::{KeyRenames, load_diffusers_weights, save_diffusers_weights};
 use crate::sampler::{DdimOptions, DdpmOptions, SamplerKind};
@@ -73,11 +73,7 @@ impl SchedulerConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        if let Some(key) = self.metadata.keys().find(|k| !k.starts_with('_')) {
-            return Err(DiffuseError::config(format!(
-                "scheduler config field `{key}` is not supported"
-            )));
-        }
+        reject_unknown_fields(&self.metadata, "scheduler")?;
         if !matches!(self.class_name.as_str(), "DDPMScheduler" | "DDIMScheduler") {
             return Err(DiffuseError::config(format!(
                 "scheduler `{}` is not supported (supported: DDPMScheduler, DDIMScheduler)",

@@ -11,6 +11,7 @@ use diffuse_core::noise::SeededNoise;
 use diffuse_core::pipeline::{DenoisingNetwork, DiffusionPipeline};
 use diffuse_core::sampler::{SamplingPlan, sample};
 use diffuse_core::tensor_ops::{from_host_f64, relative_max_error, to_host_f64};
+use safetensors::tensor::{Dtype, TensorView};
 
 const CONFIGS: [&str; 3] = ["attn2_rgb", "class_scaleshift_gray", "learned_sigma_misc"];
 
@@ -184,6 +185,36 @@ fn damaged_folders_give_errors_that_say_what_is_wrong() {
     .unwrap();
     let err = load_error(dir.path());
     assert!(err.contains("thresholding"), "{err}");
+
+    // One weight stored as integers.
+    let dir = scratch_copy("attn2_rgb");
+    let path = dir.path().join(weights);
+    let tensors = read_safetensors(&path).unwrap();
+    let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            if name == "conv_in.weight" {
+                let data = t
+                    .values
+                    .iter()
+                    .flat_map(|v| (*v as i32).to_le_bytes())
+                    .collect();
+                (name.clone(), Dtype::I32, t.shape.clone(), data)
+            } else {
+                let data = t.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (name.clone(), Dtype::F32, t.shape.clone(), data)
+            }
+        })
+        .collect();
+    let views = bytes.iter().map(|(name, dtype, shape, data)| {
+        (
+            name.clone(),
+            TensorView::new(*dtype, shape.clone(), data).unwrap(),
+        )
+    });
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+    let err = load_error(dir.path());
+    assert!(err.contains("conv_in.weight (I32)"), "{err}");
 
     // A weight file from another config: shapes and names differ.
     let dir = scratch_copy("attn2_rgb");

@@ -13,11 +13,11 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::DiffusersConfig;
 use crate::error::{DiffuseError, Result};
 use crate::nn::attention::SelfAttention;
 use crate::nn::conv2d;
 use crate::nn::embedding::{TimestepMlp, timestep_embedding};
-use crate::nn::unet::config::DIFFUSERS_VERSION;
 use crate::nn::weights::{KeyRenames, load_diffusers_weights, save_diffusers_weights};
 use crate::tensor_ops::from_host_f64;
 
@@ -62,38 +62,38 @@ pub struct DiTConfig {
 }
 
 impl DiTConfig {
-    /// Parses config.json text and checks that `diffuse` implements what it asks for.
-    pub fn from_json(text: &str) -> Result<Self> {
-        let config: Self = serde_json::from_str(text)
-            .map_err(|e| DiffuseError::config(format!("DiTTransformer2DModel config: {e}")))?;
-        config.validate()?;
-        Ok(config)
+    /// Model width: heads × head_dim.
+    pub fn inner_dim(&self) -> usize {
+        self.num_attention_heads * self.attention_head_dim
     }
 
-    /// The config as diffusers writes it.
-    pub fn to_json(&self) -> String {
-        let mut config = self.clone();
-        config
-            .metadata
-            .insert("_class_name".into(), Value::from("DiTTransformer2DModel"));
-        config
-            .metadata
-            .entry("_diffusers_version".into())
-            .or_insert_with(|| Value::from(DIFFUSERS_VERSION));
-        serde_json::to_string_pretty(&config).expect("a config always serialises")
+    pub fn out_channels(&self) -> usize {
+        self.out_channels.unwrap_or(self.in_channels)
     }
 
-    pub fn validate(&self) -> Result<()> {
+    /// Rows of the class table: the classes plus the null class used for classifier-free guidance.
+    pub fn class_table_size(&self) -> usize {
+        self.num_embeds_ada_norm.unwrap_or(0) + 1
+    }
+}
+
+impl DiffusersConfig for DiTConfig {
+    const CLASS_NAME: &'static str = "DiTTransformer2DModel";
+
+    fn metadata(&self) -> &BTreeMap<String, Value> {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut BTreeMap<String, Value> {
+        &mut self.metadata
+    }
+
+    fn validate(&self) -> Result<()> {
         let unsupported = |field: &str, value: &dyn std::fmt::Debug, supported: &str| {
             Err(DiffuseError::config(format!(
                 "DiTTransformer2DModel config field `{field}` = {value:?} is not supported (supported: {supported})"
             )))
         };
-        if let Some(key) = self.metadata.keys().find(|k| !k.starts_with('_')) {
-            return Err(DiffuseError::config(format!(
-                "DiTTransformer2DModel config field `{key}` is not supported"
-            )));
-        }
         if self.norm_type != "ada_norm_zero" {
             return unsupported("norm_type", &self.norm_type, "ada_norm_zero");
         }
@@ -122,20 +122,6 @@ impl DiTConfig {
             )));
         }
         Ok(())
-    }
-
-    /// Model width: heads × head_dim.
-    pub fn inner_dim(&self) -> usize {
-        self.num_attention_heads * self.attention_head_dim
-    }
-
-    pub fn out_channels(&self) -> usize {
-        self.out_channels.unwrap_or(self.in_channels)
-    }
-
-    /// Rows of the class table: the classes plus the null class used for classifier-free guidance.
-    pub fn class_table_size(&self) -> usize {
-        self.num_embeds_ada_norm.unwrap_or(0) + 1
     }
 }
 

@@ -8,6 +8,7 @@ use burn::store::{
     SafetensorsStore,
 };
 use burn::tensor::DType;
+use safetensors::Dtype;
 
 use crate::error::{DiffuseError, Result};
 use crate::io::write_atomically;
@@ -39,8 +40,29 @@ pub fn load_diffusers_weights<M: Module + ModuleSnapshot>(
     renames: &KeyRenames,
 ) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| DiffuseError::io(path, e))?;
-    safetensors::SafeTensors::deserialize(&bytes)
+    let file = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| DiffuseError::bad_file(path, format!("not a valid safetensors file: {e}")))?;
+    let mut non_float: Vec<String> = file
+        .tensors()
+        .into_iter()
+        .filter(|(_, view)| {
+            !matches!(
+                view.dtype(),
+                Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64
+            )
+        })
+        .map(|(name, view)| format!("{name} ({:?})", view.dtype()))
+        .collect();
+    if !non_float.is_empty() {
+        non_float.sort();
+        return Err(DiffuseError::bad_file(
+            path,
+            format!(
+                "weights must be floating point; found {}",
+                non_float.join(", ")
+            ),
+        ));
+    }
     let mut store = SafetensorsStore::from_bytes(Some(bytes))
         .with_from_adapter(ChainAdapter::new(
             PyTorchToBurnAdapter,

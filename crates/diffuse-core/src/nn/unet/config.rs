@@ -5,10 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::DiffusersConfig;
 use crate::error::{DiffuseError, Result};
-
-/// The diffusers version whose configs we read and write.
-pub const DIFFUSERS_VERSION: &str = "0.42.1";
 
 /// `sample_size`: one side or [height, width].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,27 +70,6 @@ fn unsupported(field: &str, value: impl std::fmt::Debug, supported: &str) -> Dif
 }
 
 impl UNet2DConfig {
-    /// Parses config.json text and checks that `diffuse` implements everything it asks for.
-    pub fn from_json(text: &str) -> Result<Self> {
-        let config: Self = serde_json::from_str(text)
-            .map_err(|e| DiffuseError::config(format!("UNet2DModel config: {e}")))?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// The config as diffusers writes it, with `_class_name` and `_diffusers_version`.
-    pub fn to_json(&self) -> String {
-        let mut config = self.clone();
-        config
-            .metadata
-            .insert("_class_name".into(), Value::from("UNet2DModel"));
-        config
-            .metadata
-            .entry("_diffusers_version".into())
-            .or_insert_with(|| Value::from(DIFFUSERS_VERSION));
-        serde_json::to_string_pretty(&config).expect("a config always serialises")
-    }
-
     /// A small config with diffusers' defaults for every field not given here.
     pub fn new(
         in_channels: usize,
@@ -134,13 +111,26 @@ impl UNet2DConfig {
         }
     }
 
+    /// Width of the timestep (and class) embedding: `time_embedding_dim` or 4 × the first block.
+    pub fn time_embed_dim(&self) -> usize {
+        self.time_embedding_dim
+            .unwrap_or(self.block_out_channels[0] * 4)
+    }
+}
+
+impl DiffusersConfig for UNet2DConfig {
+    const CLASS_NAME: &'static str = "UNet2DModel";
+
+    fn metadata(&self) -> &BTreeMap<String, Value> {
+        &self.metadata
+    }
+
+    fn metadata_mut(&mut self) -> &mut BTreeMap<String, Value> {
+        &mut self.metadata
+    }
+
     /// Rejects what we do not implement, naming the field, and inconsistent shapes.
-    pub fn validate(&self) -> Result<()> {
-        if let Some(key) = self.metadata.keys().find(|k| !k.starts_with('_')) {
-            return Err(DiffuseError::config(format!(
-                "UNet2DModel config field `{key}` is not supported"
-            )));
-        }
+    fn validate(&self) -> Result<()> {
         if self.time_embedding_type != "positional" {
             return Err(unsupported(
                 "time_embedding_type",
@@ -237,11 +227,5 @@ impl UNet2DConfig {
             }
         }
         Ok(())
-    }
-
-    /// Width of the timestep (and class) embedding: `time_embedding_dim` or 4 × the first block.
-    pub fn time_embed_dim(&self) -> usize {
-        self.time_embedding_dim
-            .unwrap_or(self.block_out_channels[0] * 4)
     }
 }

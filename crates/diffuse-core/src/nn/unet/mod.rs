@@ -14,6 +14,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 pub use config::{SampleSize, UNet2DConfig};
 use layers::{Attention, Downsample2D, ResnetBlock2D, ResnetSettings, Upsample2D};
 
+use crate::config::DiffusersConfig;
 use crate::error::{DiffuseError, Result};
 use crate::nn::conv2d;
 use crate::nn::embedding::{TimestepMlp, timestep_embedding};
