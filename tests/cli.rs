@@ -260,6 +260,36 @@ fn sample_pipeline_reproduces_diffusers_ddim_from_its_init_noise() {
         ],
         "no/such/dir",
     );
+
+    // A pipeline whose weights file is cut short.
+    let broken = dir.path().join("broken");
+    for sub in ["unet", "scheduler"] {
+        std::fs::create_dir_all(broken.join(sub)).unwrap();
+    }
+    for file in [
+        "model_index.json",
+        "unet/config.json",
+        "scheduler/scheduler_config.json",
+    ] {
+        std::fs::copy(pipeline.join(file), broken.join(file)).unwrap();
+    }
+    let weights = "unet/diffusion_pytorch_model.safetensors";
+    let bytes = std::fs::read(pipeline.join(weights)).unwrap();
+    std::fs::write(broken.join(weights), &bytes[..bytes.len() / 3]).unwrap();
+    assert_clean_error(
+        &[
+            "sample",
+            "--pipeline",
+            broken.to_str().unwrap(),
+            "--n",
+            "2",
+            "--class-labels",
+            "1",
+            "--out-tensor",
+            out.to_str().unwrap(),
+        ],
+        "not a valid safetensors file",
+    );
 }
 
 #[test]
