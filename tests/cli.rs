@@ -261,6 +261,23 @@ fn sample_pipeline_reproduces_diffusers_ddim_from_its_init_noise() {
         "no/such/dir",
     );
 
+    // --gmm-only flags are refused with --pipeline rather than ignored.
+    let refused = diffuse(&[
+        "sample",
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--prediction-type",
+        "sample",
+        "--out-tensor",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("cannot be used with"),
+        "{}",
+        stderr(&refused)
+    );
+
     // A pipeline whose weights file is cut short.
     let broken = dir.path().join("broken");
     for sub in ["unet", "scheduler"] {

@@ -71,16 +71,16 @@ pub struct SampleCommand {
     #[arg(long, value_name = "GRID.png")]
     out: Option<PathBuf>,
     /// --gmm only: DDPM's reverse variance, fixed-small (β̃_t) or fixed-large (β_t).
-    #[arg(long, default_value = "fixed-small")]
+    #[arg(long, default_value = "fixed-small", conflicts_with = "pipeline")]
     variance_type: DdpmVariance,
     /// --gmm only: what the exact denoiser reports: epsilon, sample or v_prediction.
-    #[arg(long, default_value = "epsilon")]
+    #[arg(long, default_value = "epsilon", conflicts_with = "pipeline")]
     prediction_type: PredictionType,
     /// --gmm only: clamp the predicted x0 to [-R, R] at every step.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pipeline")]
     clip_sample: bool,
     /// R for --clip-sample.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, conflicts_with = "pipeline")]
     clip_sample_range: f64,
     /// --gmm only: the forward process.
     #[command(flatten)]
