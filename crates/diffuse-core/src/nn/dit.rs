@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu_approximate, silu};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -17,7 +17,7 @@ use crate::config::DiffusersConfig;
 use crate::error::{DiffuseError, Result};
 use crate::nn::attention::SelfAttention;
 use crate::nn::conv2d;
-use crate::nn::embedding::{TimestepMlp, timestep_embedding};
+use crate::nn::embedding::{TimestepMlp, class_embeddings, timestep_embedding};
 use crate::nn::weights::{KeyRenames, load_diffusers_weights, save_diffusers_weights};
 use crate::tensor_ops::from_host_f64;
 
@@ -151,13 +151,12 @@ impl TimestepLabelEmbedding {
         labels: &[usize],
         device: &Device,
         dtype: burn::tensor::DType,
-    ) -> Tensor<2> {
+    ) -> Result<Tensor<2>> {
         let features = timestep_embedding(timesteps, TIMESTEP_FEATURES, true, 1.0, device, dtype);
-        let ids: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [labels.len(), 1]), device);
-        let classes = self.class_embedder.embedding_table.forward(ids);
-        let dim = classes.dims()[2];
-        self.timestep_embedder.forward(features) + classes.reshape([labels.len(), dim])
+        let table = Some(&self.class_embedder.embedding_table);
+        let classes = class_embeddings(table, Some(labels), labels.len(), "DiT")?
+            .expect("a DiT always has a class table");
+        Ok(self.timestep_embedder.forward(features) + classes)
     }
 }
 
@@ -379,10 +378,10 @@ impl DiTTransformer2DModel {
                 .forward(timesteps, class_labels, &device, dtype)
         };
         for block in &self.transformer_blocks {
-            x = block.forward(x, emb(block));
+            x = block.forward(x, emb(block)?);
         }
         // diffusers conditions the final layer on the first block's embedding.
-        let conditioning = emb(&self.transformer_blocks[0]);
+        let conditioning = emb(&self.transformer_blocks[0])?;
         let [shift, scale]: [Tensor<2>; 2] = self
             .proj_out_1
             .forward(silu(conditioning))

@@ -2,10 +2,11 @@
 //! lifts them to the network's conditioning width.
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{Embedding, Linear, LinearConfig};
 use burn::tensor::activation::silu;
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
+use crate::error::{DiffuseError, Result};
 use crate::tensor_ops::from_host_f64;
 
 /// diffusers' `get_timestep_embedding`: [sin(t·f_k), cos(t·f_k)] with f_k = exp(−ln(10⁴)·k/(d/2 − shift)),
@@ -62,4 +63,45 @@ impl TimestepMlp {
         self.linear_2
             .forward(silu(self.linear_1.forward(embedding)))
     }
+}
+
+/// Rows `labels` of a class table, one per batch row; `None` for an unconditional network given
+/// no labels. Labels for a network without a table, none for one with a table, a count other than
+/// `batch`, or an index outside the table are errors that say so (`network` names the model).
+pub fn class_embeddings(
+    table: Option<&Embedding>,
+    labels: Option<&[usize]>,
+    batch: usize,
+    network: &str,
+) -> Result<Option<Tensor<2>>> {
+    let (table, labels) = match (table, labels) {
+        (None, None) => return Ok(None),
+        (Some(table), Some(labels)) => (table, labels),
+        (Some(_), None) => {
+            return Err(DiffuseError::config(format!(
+                "this {network} is class-conditional: class labels are required"
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(DiffuseError::config(format!(
+                "this {network} has no class embedding: it takes no class labels"
+            )));
+        }
+    };
+    let weight = table.weight.val();
+    let [rows, dim] = weight.dims();
+    if labels.len() != batch {
+        return Err(DiffuseError::config(format!(
+            "{} class labels for a batch of {batch}",
+            labels.len()
+        )));
+    }
+    if let Some(bad) = labels.iter().find(|&&l| l >= rows) {
+        return Err(DiffuseError::config(format!(
+            "class label {bad} is out of range: the {network}'s class table has {rows} rows"
+        )));
+    }
+    let ids: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, 1]), &weight.device());
+    Ok(Some(table.forward(ids).reshape([batch, dim])))
 }

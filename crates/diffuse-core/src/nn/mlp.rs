@@ -6,11 +6,11 @@ use std::path::Path;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::silu;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DiffuseError, Result};
-use crate::nn::embedding::{TimestepMlp, timestep_embedding};
+use crate::nn::embedding::{TimestepMlp, class_embeddings, timestep_embedding};
 use crate::nn::weights::{KeyRenames, load_diffusers_weights, save_diffusers_weights};
 
 /// The MLP's shape. Serialised as its `config.json` (`_class_name` "MlpDenoiser").
@@ -131,29 +131,10 @@ impl MlpDenoiser {
             dtype,
         );
         let mut h = self.input.forward(x) + self.time_embedding.forward(features);
-        match (&self.class_embedding, class_labels) {
-            (Some(table), Some(labels)) => {
-                let classes = self.config.num_class_embeds.unwrap_or(0);
-                if labels.len() != batch || labels.iter().any(|&l| l >= classes) {
-                    return Err(DiffuseError::config(format!(
-                        "class labels must be one per row and below {classes}"
-                    )));
-                }
-                let ids: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
-                let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, 1]), &device);
-                h = h + table.forward(ids).reshape([batch, self.config.hidden_dim]);
-            }
-            (None, None) => {}
-            (Some(_), None) => {
-                return Err(DiffuseError::config(
-                    "this MLP is class-conditional: class labels are required",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(DiffuseError::config(
-                    "this MLP has no class embedding: it takes no class labels",
-                ));
-            }
+        if let Some(classes) =
+            class_embeddings(self.class_embedding.as_ref(), class_labels, batch, "MLP")?
+        {
+            h = h + classes;
         }
         for block in &self.blocks {
             h = h.clone() + block.linear.forward(silu(h));

@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig};
 use burn::tensor::activation::silu;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
 pub use config::{SampleSize, UNet2DConfig};
 use layers::{Attention, Downsample2D, ResnetBlock2D, ResnetSettings, Upsample2D};
@@ -17,7 +17,7 @@ use layers::{Attention, Downsample2D, ResnetBlock2D, ResnetSettings, Upsample2D}
 use crate::config::DiffusersConfig;
 use crate::error::{DiffuseError, Result};
 use crate::nn::conv2d;
-use crate::nn::embedding::{TimestepMlp, timestep_embedding};
+use crate::nn::embedding::{TimestepMlp, class_embeddings, timestep_embedding};
 
 /// One resolution level on the way down: residual blocks, optional attention after each, and a
 /// strided convolution unless it is the last level (diffusers' `DownBlock2D` / `AttnDownBlock2D`).
@@ -257,21 +257,10 @@ impl UNet2DModel {
             sample.dtype(),
         );
         let mut emb = self.time_embedding.forward(t_emb);
-        match (&self.class_embedding, class_labels) {
-            (Some(table), Some(labels)) => {
-                emb = emb + self.class_embedding(table, labels, batch, &device)?;
-            }
-            (Some(_), None) => {
-                return Err(DiffuseError::config(
-                    "this U-Net is class-conditional: class labels are required",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(DiffuseError::config(
-                    "this U-Net has no class embedding: it takes no class labels",
-                ));
-            }
-            (None, None) => {}
+        if let Some(classes) =
+            class_embeddings(self.class_embedding.as_ref(), class_labels, batch, "U-Net")?
+        {
+            emb = emb + classes;
         }
 
         let mut h = self.conv_in.forward(sample);
@@ -286,31 +275,6 @@ impl UNet2DModel {
             h = block.forward(h, &emb, &mut skips);
         }
         Ok(self.conv_out.forward(silu(self.conv_norm_out.forward(h))))
-    }
-
-    fn class_embedding(
-        &self,
-        table: &Embedding,
-        labels: &[usize],
-        batch: usize,
-        device: &Device,
-    ) -> Result<Tensor<2>> {
-        let classes = self.config.num_class_embeds.unwrap_or(0);
-        if labels.len() != batch {
-            return Err(DiffuseError::config(format!(
-                "{} class labels for a batch of {batch}",
-                labels.len()
-            )));
-        }
-        if let Some(bad) = labels.iter().find(|&&l| l >= classes) {
-            return Err(DiffuseError::config(format!(
-                "class label {bad} is out of range: the network has {classes} class embeddings"
-            )));
-        }
-        let ids: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch, 1]), device);
-        let dim = self.config.time_embed_dim();
-        Ok(table.forward(ids).reshape([batch, dim]))
     }
 
     fn check_input(
