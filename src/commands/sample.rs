@@ -11,7 +11,7 @@ use diffuse_core::io::{HostTensor, read_safetensors, write_safetensors};
 use diffuse_core::pipeline::DiffusionPipeline;
 use diffuse_core::plot::image_grid_png;
 use diffuse_core::sampler::{
-    DdimOptions, DdpmOptions, DdpmVariance, GenerationConfig, SamplerKind, SamplingPlan, generate,
+    DdpmVariance, GenerationConfig, SamplerKind, SamplerSettings, SamplingPlan, generate,
 };
 
 use super::{report_to, step_progress};
@@ -94,9 +94,6 @@ impl SampleCommand {
         if self.out_tensor.is_none() && self.out.is_none() {
             bail!("nothing to write: give --out-tensor FILE.safetensors and/or --out GRID.png");
         }
-        if let Some(eta) = self.eta.filter(|eta| !(eta.is_finite() && *eta >= 0.0)) {
-            bail!("--eta must be a non-negative number (got {eta})");
-        }
         match (&self.gmm, &self.pipeline) {
             (Some(gmm), _) => self.sample_mixture(gmm),
             (None, Some(dir)) => self.sample_pipeline(dir),
@@ -148,28 +145,15 @@ impl SampleCommand {
     fn sample_mixture(&self, path: &Path) -> Result<()> {
         let mixture = GaussianMixture::load(path)?;
         let schedule = self.schedule.build()?;
-        let clip_sample = self.clip_sample.then_some(self.clip_sample_range);
-        let sampler = match self
-            .sampler
-            .as_deref()
-            .unwrap_or("ddim")
-            .parse::<SamplerKind>()?
-        {
-            SamplerKind::Ddpm(_) => {
-                if self.eta.is_some() {
-                    bail!("--eta applies to the ddim sampler only");
-                }
-                SamplerKind::Ddpm(DdpmOptions {
-                    variance: self.variance_type,
-                    clip_sample,
-                })
-            }
-            SamplerKind::Ddim(defaults) => SamplerKind::Ddim(DdimOptions {
-                eta: self.eta.unwrap_or(0.0),
-                clip_sample,
-                ..defaults
-            }),
-        };
+        let sampler = SamplerKind::configured(
+            self.sampler.as_deref().unwrap_or("ddim"),
+            &SamplerSettings {
+                eta: self.eta,
+                clip_sample: self.clip_sample.then_some(self.clip_sample_range),
+                variance: self.variance_type,
+                ..SamplerSettings::default()
+            },
+        )?;
         let plan = SamplingPlan::new(
             sampler,
             &schedule,

@@ -15,7 +15,7 @@ use crate::io::write_atomically;
 use crate::nn::dit::DiTTransformer2DModel;
 use crate::nn::unet::{UNet2DConfig, UNet2DModel};
 use crate::nn::weights::{KeyRenames, load_diffusers_weights, save_diffusers_weights};
-use crate::sampler::{DdimOptions, DdpmOptions, SamplerKind};
+use crate::sampler::{SamplerKind, SamplerSettings};
 use crate::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing, rescale_zero_terminal_snr};
 
 const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
@@ -141,30 +141,20 @@ impl SchedulerConfig {
         } else {
             "ddpm"
         });
-        let clip_sample = self.clip_sample.then_some(self.clip_sample_range);
-        Ok(match name.parse::<SamplerKind>()? {
-            SamplerKind::Ddpm(_) => {
-                if eta.is_some() {
-                    return Err(DiffuseError::config(
-                        "--eta applies to the ddim sampler only",
-                    ));
-                }
-                SamplerKind::Ddpm(DdpmOptions {
-                    variance: self
-                        .variance_type
-                        .as_deref()
-                        .unwrap_or("fixed_small")
-                        .parse()?,
-                    clip_sample,
-                })
-            }
-            SamplerKind::Ddim(defaults) => SamplerKind::Ddim(DdimOptions {
-                eta: eta.unwrap_or(0.0),
-                clip_sample,
+        let variance = self
+            .variance_type
+            .as_deref()
+            .unwrap_or("fixed_small")
+            .parse()?;
+        SamplerKind::configured(
+            name,
+            &SamplerSettings {
+                eta,
+                clip_sample: self.clip_sample.then_some(self.clip_sample_range),
+                variance,
                 set_alpha_to_one: self.set_alpha_to_one.unwrap_or(true),
-                ..defaults
-            }),
-        })
+            },
+        )
     }
 }
 

@@ -43,7 +43,59 @@ pub enum SamplerKind {
     Ddim(DdimOptions),
 }
 
+/// What a sampler can be configured with; each sampler takes the settings that apply to it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplerSettings {
+    /// DDIM's η; giving it to DDPM is an error.
+    pub eta: Option<f64>,
+    /// Clamp x̂_0 to [−r, r].
+    pub clip_sample: Option<f64>,
+    /// DDPM's reverse variance.
+    pub variance: DdpmVariance,
+    /// DDIM's ᾱ after the last step: 1 or ᾱ_0.
+    pub set_alpha_to_one: bool,
+}
+
+impl Default for SamplerSettings {
+    fn default() -> Self {
+        Self {
+            eta: None,
+            clip_sample: None,
+            variance: DdpmVariance::default(),
+            set_alpha_to_one: true,
+        }
+    }
+}
+
 impl SamplerKind {
+    /// The sampler named `name` ("ddpm" or "ddim") with `settings`.
+    pub fn configured(name: &str, settings: &SamplerSettings) -> Result<Self> {
+        if let Some(eta) = settings.eta.filter(|eta| !(eta.is_finite() && *eta >= 0.0)) {
+            return Err(DiffuseError::config(format!(
+                "eta (--eta) must be a non-negative number (got {eta})"
+            )));
+        }
+        Ok(match name.parse::<Self>()? {
+            Self::Ddpm(_) => {
+                if settings.eta.is_some() {
+                    return Err(DiffuseError::config(
+                        "eta (--eta) applies to the ddim sampler only",
+                    ));
+                }
+                Self::Ddpm(DdpmOptions {
+                    variance: settings.variance,
+                    clip_sample: settings.clip_sample,
+                })
+            }
+            Self::Ddim(defaults) => Self::Ddim(DdimOptions {
+                eta: settings.eta.unwrap_or(0.0),
+                clip_sample: settings.clip_sample,
+                set_alpha_to_one: settings.set_alpha_to_one,
+                ..defaults
+            }),
+        })
+    }
+
     /// Whether the step at timestep `t` draws noise: DDPM's at every t > 0, DDIM's when η > 0.
     pub fn needs_noise(&self, t: usize) -> bool {
         match self {
