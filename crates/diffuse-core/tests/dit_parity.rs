@@ -123,3 +123,17 @@ fn bad_class_labels_are_errors() {
         .to_string();
     assert!(err.contains("class label 11 is out of range"), "{err}");
 }
+
+#[test]
+fn a_dit_without_layers_is_a_config_error() {
+    let (dir, _) = fixture("class_conditional");
+    let text = std::fs::read_to_string(dir.join("transformer/config.json")).unwrap();
+    let text = text.replace("\"num_layers\": 2", "\"num_layers\": 0");
+    let err =
+        <diffuse_core::nn::dit::DiTConfig as diffuse_core::config::DiffusersConfig>::from_json(
+            &text,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("num_layers must be at least 1"), "{err}");
+}

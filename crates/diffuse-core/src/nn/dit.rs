@@ -106,6 +106,11 @@ impl DiffusersConfig for DiTConfig {
         if !self.attention_bias {
             return unsupported("attention_bias", &false, "true");
         }
+        if self.num_layers == 0 {
+            return Err(DiffuseError::config(
+                "DiTTransformer2DModel config: num_layers must be at least 1",
+            ));
+        }
         if self.num_embeds_ada_norm.is_none() {
             return unsupported("num_embeds_ada_norm", &"null", "a class count");
         }
@@ -377,11 +382,16 @@ impl DiTTransformer2DModel {
                 .emb
                 .forward(timesteps, class_labels, &device, dtype)
         };
-        for block in &self.transformer_blocks {
-            x = block.forward(x, emb(block)?);
-        }
-        // diffusers conditions the final layer on the first block's embedding.
+        // diffusers conditions the final layer on the first block's embedding, so it is kept.
         let conditioning = emb(&self.transformer_blocks[0])?;
+        for (i, block) in self.transformer_blocks.iter().enumerate() {
+            let block_conditioning = if i == 0 {
+                conditioning.clone()
+            } else {
+                emb(block)?
+            };
+            x = block.forward(x, block_conditioning);
+        }
         let [shift, scale]: [Tensor<2>; 2] = self
             .proj_out_1
             .forward(silu(conditioning))
