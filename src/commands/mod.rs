@@ -2,6 +2,7 @@ pub mod bench;
 pub mod demo;
 pub mod sample;
 pub mod schedule;
+pub mod train;
 
 use indicatif::{ProgressBar, ProgressStyle};
 

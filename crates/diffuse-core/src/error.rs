@@ -25,6 +25,9 @@ pub enum DiffuseError {
         #[source]
         source: std::io::Error,
     },
+    /// Training cannot go on (the loss diverged); the message says what was kept.
+    #[error("training stopped: {0}")]
+    Training(String),
     /// A tensor operation failed on the device (read-back, unsupported dtype, ...).
     #[error("tensor error: {0}")]
     Tensor(String),

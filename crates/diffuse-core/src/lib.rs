@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod data;
 pub mod denoiser;
 pub mod device;
 pub mod error;
@@ -21,5 +22,6 @@ pub mod plot;
 pub mod sampler;
 pub mod schedule;
 pub mod tensor_ops;
+pub mod train;
 
 pub use error::{DiffuseError, Result};

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,12 +14,15 @@ use crate::error::{DiffuseError, Result};
 use crate::forward::PredictionType;
 use crate::io::write_atomically;
 use crate::nn::dit::DiTTransformer2DModel;
+use crate::nn::mlp::MlpDenoiser;
 use crate::nn::unet::{UNet2DConfig, UNet2DModel};
 use crate::nn::weights::{KeyRenames, load_diffusers_weights, save_diffusers_weights};
 use crate::sampler::{SamplerKind, SamplerSettings};
 use crate::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing, rescale_zero_terminal_snr};
 
 const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
+/// model_index.json `_class_name` of a pipeline around the vector MLP, which diffusers lacks.
+const MLP_PIPELINE: &str = "DiffuseMlpPipeline";
 
 /// The fields of diffusers' `DDPMScheduler` / `DDIMScheduler` configs that `diffuse` honours.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +68,40 @@ fn default_ratio() -> f64 {
 }
 
 impl SchedulerConfig {
+    /// A diffusers `DDPMScheduler` config for a model trained on `schedule_name` (a diffusers
+    /// beta_schedule name) with fixed-small variance and leading spacing, diffusers' defaults.
+    pub fn ddpm(
+        schedule_name: &str,
+        num_train_timesteps: usize,
+        (beta_start, beta_end): (f64, f64),
+        prediction_type: PredictionType,
+        clip_sample: bool,
+    ) -> Self {
+        Self {
+            class_name: "DDPMScheduler".into(),
+            num_train_timesteps,
+            beta_start,
+            beta_end,
+            beta_schedule: schedule_name.into(),
+            trained_betas: None,
+            clip_sample,
+            clip_sample_range: 1.0,
+            prediction_type: prediction_type.name().into(),
+            thresholding: false,
+            dynamic_thresholding_ratio: default_ratio(),
+            sample_max_value: 1.0,
+            timestep_spacing: "leading".into(),
+            steps_offset: 0,
+            rescale_betas_zero_snr: false,
+            variance_type: Some("fixed_small".into()),
+            set_alpha_to_one: None,
+            metadata: BTreeMap::from([(
+                "_diffusers_version".to_string(),
+                Value::from(DIFFUSERS_VERSION),
+            )]),
+        }
+    }
+
     /// Parses scheduler_config.json and rejects what `diffuse` does not implement, naming the field.
     pub fn from_json(text: &str) -> Result<Self> {
         let config: Self = serde_json::from_str(text)
@@ -158,13 +196,16 @@ impl SchedulerConfig {
     }
 }
 
-/// The denoising network of a pipeline.
-#[derive(Debug)]
+/// The denoising network of a pipeline. Every network sees samples as [B, C, H, W]; vectors of
+/// width D travel as [B, D, 1, 1].
+#[derive(Module, Debug)]
 pub enum DenoisingNetwork {
     /// `unet/`: diffusers' `UNet2DModel`.
-    UNet(Box<UNet2DModel>),
+    UNet(UNet2DModel),
     /// `transformer/`: diffusers' `DiTTransformer2DModel` (pixel space).
-    DiT(Box<DiTTransformer2DModel>),
+    DiT(DiTTransformer2DModel),
+    /// `mlp/`: `diffuse`'s residual MLP for vector data (no diffusers counterpart).
+    Mlp(MlpDenoiser),
 }
 
 impl DenoisingNetwork {
@@ -187,6 +228,21 @@ impl DenoisingNetwork {
                 })?;
                 dit.forward(x_t, timesteps, labels)
             }
+            Self::Mlp(mlp) => {
+                let [batch, channels, height, width] = x_t.dims();
+                let rows = x_t.reshape([batch, channels * height * width]);
+                let out = mlp.forward(rows, timesteps, class_labels)?;
+                Ok(out.reshape([batch, channels, height, width]))
+            }
+        }
+    }
+
+    /// The class table size (classes + the null class) of a class-conditional network.
+    pub fn class_table_size(&self) -> Option<usize> {
+        match self {
+            Self::UNet(unet) => unet.config().num_class_embeds,
+            Self::DiT(dit) => Some(dit.config().class_table_size()),
+            Self::Mlp(mlp) => mlp.config().num_class_embeds,
         }
     }
 
@@ -204,6 +260,7 @@ impl DenoisingNetwork {
                 let c = dit.config();
                 Some([c.in_channels, c.sample_size, c.sample_size])
             }
+            Self::Mlp(mlp) => Some([mlp.config().data_dim, 1, 1]),
         }
     }
 
@@ -212,6 +269,7 @@ impl DenoisingNetwork {
         match self {
             Self::UNet(_) => "unet",
             Self::DiT(_) => "transformer",
+            Self::Mlp(_) => "mlp",
         }
     }
 }
@@ -255,7 +313,7 @@ impl DiffusionPipeline {
                     &dir.join("unet").join(WEIGHTS_FILE),
                     &KeyRenames::NONE,
                 )?;
-                DenoisingNetwork::UNet(Box::new(unet))
+                DenoisingNetwork::UNet(unet)
             }
             "DiTPipeline" if !index["vae"].is_null() => {
                 return Err(DiffuseError::bad_file(
@@ -265,14 +323,15 @@ impl DiffusionPipeline {
             }
             "DiTPipeline" => {
                 let dit = DiTTransformer2DModel::load(&dir.join("transformer"), device)?;
-                DenoisingNetwork::DiT(Box::new(dit))
+                DenoisingNetwork::DiT(dit)
             }
+            MLP_PIPELINE => DenoisingNetwork::Mlp(MlpDenoiser::load(&dir.join("mlp"), device)?),
             other => {
                 return Err(DiffuseError::bad_file(
                     &index_path,
                     format!(
                         "pipeline `{other}` is not supported (supported: DDPMPipeline, DDIMPipeline, \
-                         DiTPipeline)"
+                         DiTPipeline, {MLP_PIPELINE})"
                     ),
                 ));
             }
@@ -294,12 +353,14 @@ impl DiffusionPipeline {
         }
         let pipeline = match (&self.network, self.scheduler.class_name.as_str()) {
             (DenoisingNetwork::DiT(_), _) => "DiTPipeline",
+            (DenoisingNetwork::Mlp(_), _) => MLP_PIPELINE,
             (_, "DDIMScheduler") => "DDIMPipeline",
             _ => "DDPMPipeline",
         };
         let (library, class) = match &self.network {
             DenoisingNetwork::UNet(_) => ("diffusers", "UNet2DModel"),
             DenoisingNetwork::DiT(_) => ("diffusers", "DiTTransformer2DModel"),
+            DenoisingNetwork::Mlp(_) => ("diffuse", "MlpDenoiser"),
         };
         let mut index = serde_json::json!({
             "_class_name": pipeline,
@@ -318,12 +379,13 @@ impl DiffusionPipeline {
                     unet.config().to_json().as_bytes(),
                 )?;
                 save_diffusers_weights(
-                    unet.as_ref(),
+                    unet,
                     &dir.join("unet").join(WEIGHTS_FILE),
                     &KeyRenames::NONE,
                 )?;
             }
             DenoisingNetwork::DiT(dit) => dit.save(&dir.join("transformer"))?,
+            DenoisingNetwork::Mlp(mlp) => mlp.save(&dir.join("mlp"))?,
         }
         write_atomically(
             &dir.join("scheduler/scheduler_config.json"),
@@ -349,6 +411,15 @@ fn pretty_json(value: &impl Serialize) -> String {
 pub struct NetworkDenoiser<'a> {
     network: &'a DenoisingNetwork,
     prediction_type: PredictionType,
+}
+
+impl<'a> NetworkDenoiser<'a> {
+    pub fn new(network: &'a DenoisingNetwork, prediction_type: PredictionType) -> Self {
+        Self {
+            network,
+            prediction_type,
+        }
+    }
 }
 
 impl Denoiser<4> for NetworkDenoiser<'_> {

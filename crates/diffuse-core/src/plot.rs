@@ -107,3 +107,103 @@ fn draw_frame(img: &mut RgbImage, x0: u32, size: u32) {
         }
     }
 }
+
+/// The font of plot labels, embedded so plots need no system fonts (DejaVu Sans Mono, see
+/// assets/DejaVu-LICENSE.txt).
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // The bytes are a valid TTF compiled into the binary; failure would be a build bug.
+        if plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, FONT)
+            .is_err()
+        {
+            unreachable!("the embedded font parses");
+        }
+    });
+}
+
+/// Draws the loss line on a chart whose loss axis is `y` (linear or logarithmic).
+fn draw_loss<DB: plotters::prelude::DrawingBackend, Y>(
+    mut builder: plotters::prelude::ChartBuilder<'_, '_, DB>,
+    x_max: f64,
+    y: Y,
+    y_desc: &str,
+    points: &[(f64, f64)],
+) -> std::result::Result<(), String>
+where
+    Y: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+    Y::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
+{
+    use plotters::prelude::*;
+    let mut chart = builder
+        .build_cartesian_2d(0.0..x_max, y)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc(y_desc)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.3}"))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(LineSeries::new(points.iter().copied(), &BLUE))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Plots (step, loss) points (a log loss axis when they span a decade) and writes the PNG.
+pub fn loss_curve_png(path: &Path, points: &[(f64, f64)]) -> Result<()> {
+    use plotters::prelude::*;
+    register_font();
+    let (width, height) = (800u32, 480u32);
+    let mut buffer = vec![0u8; (width * height * 3) as usize];
+    let finite: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(_, l)| l.is_finite() && *l > 0.0)
+        .collect();
+    let plot_error =
+        |e: &dyn std::fmt::Display| DiffuseError::bad_file(path, format!("plotting: {e}"));
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_error(&e))?;
+        let x_max = finite.iter().map(|p| p.0).fold(1.0, f64::max);
+        let (y_min, y_max) = finite
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+                (lo.min(p.1), hi.max(p.1))
+            });
+        let (y_min, y_max) = if y_min.is_finite() {
+            (y_min * 0.9, y_max * 1.1)
+        } else {
+            (0.01, 1.0)
+        };
+        let mut builder = ChartBuilder::on(&root);
+        builder
+            .caption("training loss", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70);
+        // A log axis only pays off when the loss spans more than a decade.
+        if y_max / y_min > 10.0 {
+            draw_loss(
+                builder,
+                x_max,
+                (y_min..y_max).log_scale(),
+                "loss (log scale)",
+                &finite,
+            )
+        } else {
+            draw_loss(builder, x_max, y_min..y_max, "loss", &finite)
+        }
+        .map_err(|e| plot_error(&e))?;
+        root.present().map_err(|e| plot_error(&e))?;
+    }
+    let img =
+        RgbImage::from_raw(width, height, buffer).expect("the buffer has width × height pixels");
+    write_png(path, &img)
+}

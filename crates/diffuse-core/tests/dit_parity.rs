@@ -83,7 +83,7 @@ fn ddim_20_steps_match_diffusers_and_the_folder_round_trips() {
         let (dir, io) = fixture(name);
         let dit = DiTTransformer2DModel::load(&dir.join("transformer"), &Device::flex()).unwrap();
         let pipeline = DiffusionPipeline {
-            network: DenoisingNetwork::DiT(Box::new(dit)),
+            network: DenoisingNetwork::DiT(dit),
             scheduler: ddim_scheduler(),
         };
         let tmp = tempfile::tempdir().unwrap();

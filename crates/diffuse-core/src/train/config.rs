@@ -1,0 +1,296 @@
+//! Everything that defines a training run, as one serialisable struct: the TOML config file and
+//! the command-line flags are two spellings of it, and every checkpoint stores it.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::ema::EmaSettings;
+use super::optimizer::{AdamWSettings, LrDecay};
+use crate::data::ColorMode;
+use crate::error::{DiffuseError, Result};
+use crate::forward::PredictionType;
+use crate::schedule::{BetaSchedule, NoiseSchedule};
+
+/// A training run. Field names are the TOML keys; the CLI flags are the same names in kebab case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// `mnist`, `fashion-mnist`, a folder of images, a `.csv` file or `toy:NAME`.
+    pub dataset: String,
+    /// Folder holding the MNIST-style idx files (default `../shared/data/<name>/`).
+    pub data_dir: Option<PathBuf>,
+    /// Image folders: side of the square crop.
+    pub resolution: usize,
+    /// Image folders: gray or rgb.
+    pub color: ColorMode,
+    /// Mirror images left-right at random.
+    pub horizontal_flip: bool,
+    /// Toy sets: points drawn.
+    pub toy_samples: usize,
+    /// A built-in model (see [`super::model::PRESETS`]); ignored when `model_config` is set.
+    pub preset: String,
+    /// A diffusers `config.json` (UNet2DModel, DiTTransformer2DModel) or an MlpDenoiser config.
+    pub model_config: Option<PathBuf>,
+    /// Total optimisation steps, also when resuming.
+    pub steps: usize,
+    pub batch_size: usize,
+    /// Micro-batches whose gradients are summed into one step.
+    pub grad_accumulation: usize,
+    pub seed: u64,
+    /// The run folder; it becomes a diffusers pipeline folder holding the EMA weights.
+    pub out: PathBuf,
+    /// Steps between checkpoints (0: only at the end).
+    pub checkpoint_every: usize,
+    /// Steps between metrics lines.
+    pub log_every: usize,
+    /// Steps between sample grids (0: only at the end).
+    pub sample_every: usize,
+    /// DDIM steps used for the sample grids.
+    pub sample_steps: usize,
+    /// `epsilon`, `sample` or `v_prediction`.
+    pub prediction_type: String,
+    /// Condition on the dataset's classes (with label dropout for classifier-free guidance).
+    pub class_conditional: bool,
+    pub label_dropout: f64,
+    /// `linear`, `scaled_linear`, `squaredcos_cap_v2` or `sigmoid`.
+    pub beta_schedule: String,
+    pub beta_start: f64,
+    pub beta_end: f64,
+    pub num_train_timesteps: usize,
+    pub learning_rate: f64,
+    pub warmup_steps: usize,
+    pub lr_schedule: LrDecay,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_epsilon: f64,
+    /// Decoupled weight decay of AdamW.
+    pub weight_decay: f64,
+    /// Global gradient-norm bound (0: no clipping).
+    pub max_grad_norm: f64,
+    /// The EMA decay reached after its warm-up.
+    pub ema_max_decay: f64,
+    /// Warm the EMA decay up as 1 − (1 + step/ema_inv_gamma)^(−ema_power).
+    pub ema_warmup: bool,
+    pub ema_inv_gamma: f64,
+    pub ema_power: f64,
+    pub min_snr_gamma: Option<f64>,
+    pub offset_noise: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            dataset: String::new(),
+            data_dir: None,
+            resolution: 32,
+            color: ColorMode::Rgb,
+            horizontal_flip: false,
+            toy_samples: 10_000,
+            preset: "unet-28".into(),
+            model_config: None,
+            steps: 1000,
+            batch_size: 64,
+            grad_accumulation: 1,
+            seed: 0,
+            out: PathBuf::from("out/run"),
+            checkpoint_every: 500,
+            log_every: 10,
+            sample_every: 0,
+            sample_steps: 50,
+            prediction_type: "epsilon".into(),
+            class_conditional: false,
+            label_dropout: 0.1,
+            beta_schedule: "linear".into(),
+            beta_start: 1e-4,
+            beta_end: 0.02,
+            num_train_timesteps: 1000,
+            learning_rate: 1e-3,
+            warmup_steps: 100,
+            lr_schedule: LrDecay::Constant,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            ema_max_decay: 0.999,
+            ema_warmup: true,
+            ema_inv_gamma: 1.0,
+            ema_power: 2.0 / 3.0,
+            min_snr_gamma: None,
+            offset_noise: 0.0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Parses a TOML config file's text.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| DiffuseError::config(format!("training config: {e}")))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a training config always serialises")
+    }
+
+    /// Checks every value before any data is read or any file written.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("steps", self.steps),
+            ("batch_size", self.batch_size),
+            ("grad_accumulation", self.grad_accumulation),
+            ("log_every", self.log_every),
+            ("sample_steps", self.sample_steps),
+            ("num_train_timesteps", self.num_train_timesteps),
+            ("resolution", self.resolution),
+            ("toy_samples", self.toy_samples),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(DiffuseError::config(format!("`{name}` must be at least 1")));
+        }
+        if self.dataset.is_empty() {
+            return Err(DiffuseError::config("no dataset given (--dataset)"));
+        }
+        if !(0.0..1.0).contains(&self.label_dropout) {
+            return Err(DiffuseError::config("`label_dropout` must be in [0, 1)"));
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err(DiffuseError::config("`learning_rate` must be positive"));
+        }
+        if !(0.0..1.0).contains(&self.ema_max_decay) {
+            return Err(DiffuseError::config("`ema_max_decay` must be in [0, 1)"));
+        }
+        if !(0.0..1.0).contains(&self.adam_beta1) || !(0.0..1.0).contains(&self.adam_beta2) {
+            return Err(DiffuseError::config("AdamW betas must be in [0, 1)"));
+        }
+        if self.min_snr_gamma.is_some_and(|g| g <= 0.0) {
+            return Err(DiffuseError::config("`min_snr_gamma` must be positive"));
+        }
+        if self.max_grad_norm < 0.0 || self.offset_noise < 0.0 {
+            return Err(DiffuseError::config(
+                "`max_grad_norm` and `offset_noise` cannot be negative",
+            ));
+        }
+        self.prediction()?;
+        self.schedule()?;
+        Ok(())
+    }
+
+    /// The config a resumed run uses: `requested` may change only how long the run goes on and
+    /// how often it reports; any other difference is an error naming the fields.
+    pub fn checked_resume(&self, requested: TrainConfig) -> Result<TrainConfig> {
+        const MAY_CHANGE: [&str; 6] = [
+            "steps",
+            "checkpoint_every",
+            "log_every",
+            "sample_every",
+            "sample_steps",
+            "out",
+        ];
+        let as_map = |c: &TrainConfig| match serde_json::to_value(c) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => unreachable!("a config serialises to an object"),
+        };
+        let (saved, wanted) = (as_map(self), as_map(&requested));
+        let changed: Vec<&str> = saved
+            .iter()
+            .filter(|(key, value)| {
+                !MAY_CHANGE.contains(&key.as_str()) && wanted.get(*key) != Some(value)
+            })
+            .map(|(key, _)| key.as_str())
+            .collect();
+        if !changed.is_empty() {
+            return Err(DiffuseError::config(format!(
+                "a resumed run keeps its training settings; these differ from the saved run: {}                  (only {} may change)",
+                changed.join(", "),
+                MAY_CHANGE.join(", ")
+            )));
+        }
+        Ok(requested)
+    }
+
+    pub fn adam(&self) -> AdamWSettings {
+        AdamWSettings {
+            beta1: self.adam_beta1,
+            beta2: self.adam_beta2,
+            epsilon: self.adam_epsilon,
+            weight_decay: self.weight_decay,
+        }
+    }
+
+    pub fn ema(&self) -> EmaSettings {
+        EmaSettings {
+            max_decay: self.ema_max_decay,
+            warmup: self.ema_warmup,
+            inv_gamma: self.ema_inv_gamma,
+            power: self.ema_power,
+        }
+    }
+
+    pub fn prediction(&self) -> Result<PredictionType> {
+        self.prediction_type.parse()
+    }
+
+    /// The forward process the model is trained for.
+    pub fn schedule(&self) -> Result<NoiseSchedule> {
+        let kind = BetaSchedule::from_name(
+            &self.beta_schedule,
+            self.beta_start,
+            self.beta_end,
+            (-3.0, 3.0, 1.0),
+        )?;
+        if kind.diffusers_name().is_none() {
+            return Err(DiffuseError::config(format!(
+                "`beta_schedule` = {:?} has no diffusers scheduler equivalent",
+                self.beta_schedule
+            )));
+        }
+        NoiseSchedule::new(&kind, self.num_train_timesteps, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trip_and_unknown_keys_are_rejected() {
+        let config = TrainConfig {
+            dataset: "toy:moons".into(),
+            min_snr_gamma: Some(5.0),
+            ..TrainConfig::default()
+        };
+        assert_eq!(TrainConfig::from_toml(&config.to_toml()).unwrap(), config);
+        let err = TrainConfig::from_toml("dataset = \"mnist\"\nlearning_rat = 1.0\n").unwrap_err();
+        assert!(err.to_string().contains("learning_rat"), "{err}");
+    }
+
+    #[test]
+    fn zero_steps_and_bad_names_are_errors() {
+        let base = TrainConfig {
+            dataset: "mnist".into(),
+            ..TrainConfig::default()
+        };
+        assert!(base.validate().is_ok());
+        for bad in [
+            TrainConfig {
+                steps: 0,
+                ..base.clone()
+            },
+            TrainConfig {
+                prediction_type: "noise".into(),
+                ..base.clone()
+            },
+            TrainConfig {
+                beta_schedule: "cubic".into(),
+                ..base.clone()
+            },
+            TrainConfig {
+                label_dropout: 1.0,
+                ..base.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+}

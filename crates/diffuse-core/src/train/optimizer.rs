@@ -1,0 +1,264 @@
+//! AdamW with its state keyed by parameter path (so checkpoints are plain tensors), global
+//! gradient-norm clipping, and the learning-rate schedule.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::tensor::{Gradients, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::params::{flat_parameters, from_host, to_host, update_parameters};
+use crate::error::{DiffuseError, Result};
+use crate::io::HostTensor;
+
+/// Gradients of one step, flattened, in the module's traversal order. The order matters: the
+/// global norm sums over parameters, and ParamIds differ between processes, so an id-ordered
+/// sum would round differently after a resume.
+pub struct FlatGradients(Vec<(ParamId, Tensor<1>)>);
+
+impl FlatGradients {
+    /// Takes the gradient of every trainable parameter of `module` out of burn's gradients.
+    pub fn from_backward<M: Module>(mut grads: Gradients, module: &M) -> Self {
+        struct Take<'a> {
+            grads: &'a mut Gradients,
+            out: Vec<(ParamId, Tensor<1>)>,
+        }
+        impl ModuleVisitor for Take<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if !param.is_require_grad() {
+                    return;
+                }
+                if let Some(grad) = param.val().grad_remove(self.grads) {
+                    let numel = grad.shape().num_elements();
+                    self.out.push((param.id, grad.reshape([numel])));
+                }
+            }
+        }
+        let mut take = Take {
+            grads: &mut grads,
+            out: Vec::new(),
+        };
+        module.visit(&mut take);
+        Self(take.out)
+    }
+
+    /// Adds another micro-batch's gradients (gradient accumulation) of the same module.
+    pub fn accumulate(&mut self, other: Self) {
+        debug_assert!(self.0.iter().zip(&other.0).all(|(a, b)| a.0 == b.0));
+        for ((_, total), (_, grad)) in self.0.iter_mut().zip(other.0) {
+            *total = total.clone() + grad;
+        }
+    }
+
+    /// Takes the gradient of parameter `id` out.
+    fn take(&mut self, id: ParamId) -> Option<Tensor<1>> {
+        let index = self.0.iter().position(|(p, _)| *p == id)?;
+        Some(self.0.swap_remove(index).1)
+    }
+
+    /// ‖g‖₂ over all parameters together, read back to the host.
+    pub fn global_norm(&self) -> Result<f64> {
+        let squares: Vec<Tensor<1>> = self
+            .0
+            .iter()
+            .map(|(_, g)| g.clone().powi_scalar(2).sum())
+            .collect();
+        if squares.is_empty() {
+            return Ok(0.0);
+        }
+        let total = to_host(Tensor::cat(squares, 0).sum())?;
+        Ok(f64::from(total[0]).sqrt())
+    }
+
+    /// Multiplies every gradient by `factor`.
+    pub fn scale(&mut self, factor: f64) {
+        for (_, grad) in &mut self.0 {
+            *grad = grad.clone() * factor;
+        }
+    }
+}
+
+/// The factor that brings the global norm down to `max_norm` (PyTorch's `clip_grad_norm_`).
+pub fn clip_factor(global_norm: f64, max_norm: f64) -> f64 {
+    (max_norm / (global_norm + 1e-6)).min(1.0)
+}
+
+/// How the learning rate moves after the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrDecay {
+    Constant,
+    /// Half a cosine from the peak to zero at the last step.
+    Cosine,
+}
+
+impl std::str::FromStr for LrDecay {
+    type Err = DiffuseError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "constant" => Ok(Self::Constant),
+            "cosine" => Ok(Self::Cosine),
+            other => Err(DiffuseError::UnknownName {
+                kind: "learning-rate schedule",
+                name: other.into(),
+                expected: "constant, cosine",
+            }),
+        }
+    }
+}
+
+/// Linear warm-up from 0 to `peak` over `warmup` steps, then `decay` until `total` steps.
+pub fn learning_rate(step: usize, peak: f64, warmup: usize, decay: LrDecay, total: usize) -> f64 {
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    match decay {
+        LrDecay::Constant => peak,
+        LrDecay::Cosine => {
+            let span = total.saturating_sub(warmup).max(1) as f64;
+            let progress = ((step - warmup) as f64 / span).min(1.0);
+            peak * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        }
+    }
+}
+
+/// AdamW's hyper-parameters (Loshchilov & Hutter 2019, Algorithm 2), PyTorch's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWSettings {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWSettings {
+    fn default() -> Self {
+        Self {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// First and second moment of one parameter.
+#[derive(Clone)]
+struct Moments {
+    first: Tensor<1>,
+    second: Tensor<1>,
+}
+
+/// AdamW whose moments are stored under parameter paths.
+pub struct AdamW {
+    pub settings: AdamWSettings,
+    moments: BTreeMap<String, Moments>,
+    /// Updates applied so far (t in the bias corrections).
+    updates: u64,
+}
+
+impl AdamW {
+    pub fn new(settings: AdamWSettings) -> Self {
+        Self {
+            settings,
+            moments: BTreeMap::new(),
+            updates: 0,
+        }
+    }
+
+    /// One update of every parameter that has a gradient.
+    pub fn step<M: Module>(&mut self, module: M, grads: &mut FlatGradients, lr: f64) -> Result<M> {
+        self.updates += 1;
+        let s = self.settings;
+        let t = self.updates as i32;
+        let (bias1, bias2) = (1.0 - s.beta1.powi(t), 1.0 - s.beta2.powi(t));
+        let moments = &mut self.moments;
+        update_parameters(module, &mut |path, id, param| {
+            let Some(grad) = grads.take(id) else {
+                return Ok(None);
+            };
+            let previous = moments.remove(path).unwrap_or_else(|| Moments {
+                first: param.zeros_like(),
+                second: param.zeros_like(),
+            });
+            let first = previous.first * s.beta1 + grad.clone() * (1.0 - s.beta1);
+            let second = previous.second * s.beta2 + grad.powi_scalar(2) * (1.0 - s.beta2);
+            // Decoupled weight decay, then the bias-corrected Adam step (Algorithm 2, lines 9-12).
+            let decayed = param * (1.0 - lr * s.weight_decay);
+            let denom = (second.clone() / bias2).sqrt() + s.epsilon;
+            let updated = decayed - (first.clone() / bias1) / denom * lr;
+            moments.insert(path.to_string(), Moments { first, second });
+            Ok(Some(updated))
+        })
+    }
+
+    /// The state as host tensors ("first/<path>", "second/<path>") and the update count.
+    pub fn state_to_host(&self) -> Result<(BTreeMap<String, HostTensor>, u64)> {
+        let mut out = BTreeMap::new();
+        for (path, m) in &self.moments {
+            for (kind, tensor) in [("first", &m.first), ("second", &m.second)] {
+                let values = to_host(tensor.clone())?;
+                out.insert(
+                    format!("{kind}/{path}"),
+                    HostTensor {
+                        shape: vec![values.len()],
+                        values,
+                    },
+                );
+            }
+        }
+        Ok((out, self.updates))
+    }
+
+    /// Restores a state written by [`AdamW::state_to_host`], on the device of `module`.
+    pub fn load_state<M: Module>(
+        &mut self,
+        module: &M,
+        tensors: &BTreeMap<String, HostTensor>,
+        updates: u64,
+    ) -> Result<()> {
+        self.moments.clear();
+        self.updates = updates;
+        for (path, _, like) in flat_parameters(module) {
+            let get = |kind: &str| {
+                tensors
+                    .get(&format!("{kind}/{path}"))
+                    .map(|t| from_host(t.values.clone(), &like))
+            };
+            match (get("first"), get("second")) {
+                (Some(first), Some(second)) => {
+                    self.moments.insert(path, Moments { first, second });
+                }
+                (None, None) if updates == 0 => {}
+                _ => {
+                    return Err(DiffuseError::config(format!(
+                        "the optimizer state has no moments for parameter `{path}`"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_rises_linearly_and_cosine_reaches_zero() {
+        let lr = |s| learning_rate(s, 1.0, 4, LrDecay::Cosine, 14);
+        assert_eq!(lr(0), 0.25);
+        assert_eq!(lr(3), 1.0);
+        assert_eq!(lr(4), 1.0);
+        assert!((lr(9) - 0.5).abs() < 1e-12);
+        assert!(lr(14).abs() < 1e-12);
+        assert_eq!(learning_rate(100, 2.0, 4, LrDecay::Constant, 14), 2.0);
+    }
+
+    #[test]
+    fn clipping_only_shrinks() {
+        assert_eq!(clip_factor(0.5, 1.0), 1.0);
+        assert!((clip_factor(4.0, 1.0) - 0.25).abs() < 1e-6);
+    }
+}
