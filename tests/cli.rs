@@ -97,6 +97,8 @@ fn help_explains_every_subcommand() {
         vec!["schedule", "--help"],
         vec!["sample", "--help"],
         vec!["demo", "--help"],
+        vec!["train", "--help"],
+        vec!["bench", "train", "--help"],
     ] {
         let out = diffuse(&sub);
         assert!(out.status.success());
@@ -332,4 +334,170 @@ fn bench_unet_prints_throughput_json() {
         &["bench", "unet", "--model-config", "missing.json"],
         "missing.json",
     );
+}
+
+fn metrics(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn train_resume_and_sample_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let config = dir.path().join("run.toml");
+    // The TOML file and the flags are two spellings of the same settings; flags win.
+    std::fs::write(
+        &config,
+        "dataset = \"toy:moons\"\npreset = \"tiny\"\nbatch_size = 32\nsteps = 999\nlog_every = 5\n",
+    )
+    .unwrap();
+    let run_str = run.to_str().unwrap();
+    let base = [
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        run_str,
+    ];
+    let out = diffuse(&[&base[..], &["--steps", "20", "--checkpoint-every", "10"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = metrics(&run);
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[3]["step"], 20);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["loss"].as_f64().unwrap().is_finite())
+    );
+    assert!(run.join("loss.png").is_file() && run.join("samples.png").is_file());
+
+    // Training on into the same folder needs --resume; --steps is the new total.
+    assert_clean_error(&[&base[..], &["--steps", "30"]].concat(), "--resume");
+    let out = diffuse(&["train", "--resume", run_str, "--steps", "30"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(metrics(&run).last().unwrap()["step"], 30);
+    assert_clean_error(
+        &[
+            "train",
+            "--resume",
+            run_str,
+            "--steps",
+            "40",
+            "--learning-rate",
+            "0.1",
+        ],
+        "learning_rate",
+    );
+
+    let samples = dir.path().join("samples.safetensors");
+    let out = diffuse(&[
+        "sample",
+        "--pipeline",
+        run_str,
+        "--sampler",
+        "ddim",
+        "--steps",
+        "10",
+        "--n",
+        "16",
+        "--out-tensor",
+        samples.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        read_safetensors(&samples).unwrap()["samples"].shape,
+        vec![16, 2, 1, 1]
+    );
+}
+
+#[test]
+fn train_refuses_bad_input_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out = out.to_str().unwrap();
+    assert_clean_error(
+        &[
+            "train",
+            "--dataset",
+            "mnist",
+            "--data",
+            "/nonexistent/mnist",
+            "--out",
+            out,
+        ],
+        "/nonexistent/mnist",
+    );
+    assert_clean_error(
+        &["train", "--dataset", "toy:spiral", "--out", out],
+        "spiral",
+    );
+    assert_clean_error(
+        &[
+            "train",
+            "--dataset",
+            "toy:moons",
+            "--preset",
+            "huge",
+            "--out",
+            out,
+        ],
+        "huge",
+    );
+    assert_clean_error(
+        &[
+            "train",
+            "--dataset",
+            "toy:moons",
+            "--steps",
+            "0",
+            "--out",
+            out,
+        ],
+        "steps",
+    );
+    assert_clean_error(
+        &["train", "--config", "/nonexistent.toml", "--out", out],
+        "nonexistent.toml",
+    );
+    assert_clean_error(
+        &["train", "--resume", "/nonexistent/run"],
+        "/nonexistent/run",
+    );
+    let bad_toml = dir.path().join("bad.toml");
+    std::fs::write(&bad_toml, "dataset = \"toy:moons\"\nlerning_rate = 1\n").unwrap();
+    assert_clean_error(
+        &[
+            "train",
+            "--config",
+            bad_toml.to_str().unwrap(),
+            "--out",
+            out,
+        ],
+        "lerning_rate",
+    );
+    assert!(!Path::new(out).exists());
+}
+
+#[test]
+fn bench_train_prints_throughput_json() {
+    let out = diffuse(&[
+        "bench",
+        "train",
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "4",
+        "--steps",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["images_per_second"].as_f64().unwrap() > 0.0);
+    assert!(json["peak_rss_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(json["batch_size"], 4);
 }

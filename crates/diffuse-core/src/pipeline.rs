@@ -198,6 +198,8 @@ impl SchedulerConfig {
 
 /// The denoising network of a pipeline. Every network sees samples as [B, C, H, W]; vectors of
 /// width D travel as [B, D, 1, 1].
+// Boxing the variants would hide them from burn's Module derive; there are only ever a few.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum DenoisingNetwork {
     /// `unet/`: diffusers' `UNet2DModel`.

@@ -43,7 +43,7 @@ impl Dataset {
         kind: DataKind,
     ) -> Result<Self> {
         let per_sample: usize = sample_shape.iter().product();
-        if per_sample == 0 || values.is_empty() || values.len() % per_sample != 0 {
+        if per_sample == 0 || values.is_empty() || !values.len().is_multiple_of(per_sample) {
             return Err(DiffuseError::config(format!(
                 "a dataset needs at least one sample of shape {sample_shape:?}; got {} values",
                 values.len()

@@ -19,6 +19,8 @@ pub const PRESETS: &str = "tiny (a few-thousand-parameter U-Net or MLP, for test
     dit-small (6-layer DiT, patch 4), mlp (residual MLP for vectors)";
 
 /// A network's config, before it is fitted to the data.
+// One config per run; its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelConfig {
     UNet(UNet2DConfig),

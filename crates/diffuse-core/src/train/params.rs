@@ -57,15 +57,16 @@ pub fn flat_parameters<M: Module>(module: &M) -> Vec<(String, ParamId, Tensor<1>
     collect.out
 }
 
+/// A per-parameter update: (path, id, current value flattened) → the new value, or `None`.
+pub type ParameterUpdate<'a> =
+    dyn FnMut(&str, ParamId, Tensor<1>) -> Result<Option<Tensor<1>>> + 'a;
+
 /// Replaces every float parameter by `update(path, current value flattened)`, keeping its shape,
 /// its id and whether it requires gradients. `update` returns `None` to keep a parameter as is.
-pub fn update_parameters<M: Module>(
-    module: M,
-    update: &mut dyn FnMut(&str, ParamId, Tensor<1>) -> Result<Option<Tensor<1>>>,
-) -> Result<M> {
+pub fn update_parameters<M: Module>(module: M, update: &mut ParameterUpdate<'_>) -> Result<M> {
     struct Update<'a> {
         path: PathStack,
-        update: &'a mut dyn FnMut(&str, ParamId, Tensor<1>) -> Result<Option<Tensor<1>>>,
+        update: &'a mut ParameterUpdate<'a>,
         error: Option<DiffuseError>,
     }
     impl ModuleMapper for Update<'_> {

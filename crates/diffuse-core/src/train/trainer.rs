@@ -32,7 +32,7 @@ use crate::sampler::{GenerationConfig, SamplerKind, SamplerSettings, SamplingPla
 use crate::schedule::{NoiseSchedule, TimestepSpacing};
 
 /// Salt of the step-noise streams, so they never coincide with the data-order streams.
-const STEP_NOISE_SALT: u64 = 0x7ea1_5eed_0f_5bed;
+const STEP_NOISE_SALT: u64 = 0x7ea1_5eed_0f5b_edaa;
 /// Samples per class row of the class-conditional grid, and the grid size otherwise.
 const GRID_COLUMNS: usize = 8;
 const UNCONDITIONAL_GRID: usize = 64;
@@ -337,7 +337,7 @@ impl Trainer {
             observer.step(self.step, loss, lr);
             interval.1 += loss;
             interval.2 += 1;
-            if self.step % self.config.log_every == 0 || self.step == total {
+            if self.step.is_multiple_of(self.config.log_every) || self.step == total {
                 let seconds = interval.0.elapsed().as_secs_f64().max(1e-9);
                 let line = MetricsLine {
                     step: self.step,
@@ -353,11 +353,13 @@ impl Trainer {
                 self.metrics.push(line);
                 interval = (Instant::now(), 0.0, 0);
             }
-            if self.config.checkpoint_every > 0 && self.step % self.config.checkpoint_every == 0 {
+            if self.config.checkpoint_every > 0
+                && self.step.is_multiple_of(self.config.checkpoint_every)
+            {
                 last_checkpoint = Some((self.step, self.save_checkpoint()?));
                 observer.note(&format!("checkpoint at step {}", self.step));
             }
-            if self.config.sample_every > 0 && self.step % self.config.sample_every == 0 {
+            if self.config.sample_every > 0 && self.step.is_multiple_of(self.config.sample_every) {
                 let path = self
                     .config
                     .out
