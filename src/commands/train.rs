@@ -151,12 +151,20 @@ pub struct TrainCommand {
     device: DeviceArgs,
 }
 
-/// The settings given as flags, as a JSON object without the ones left out.
-fn given(settings: &TrainSettings) -> Map<String, Value> {
-    match serde_json::to_value(settings) {
-        Ok(Value::Object(map)) => map.into_iter().filter(|(_, v)| !v.is_null()).collect(),
-        _ => unreachable!("settings serialise to an object"),
+/// A struct or table as a JSON object, to merge settings key by key.
+fn as_object(value: &impl Serialize) -> Result<Map<String, Value>> {
+    match serde_json::to_value(value)? {
+        Value::Object(map) => Ok(map),
+        _ => bail!("settings must be a table of key = value"),
     }
+}
+
+/// The settings given as flags, as a JSON object without the ones left out.
+fn given(settings: &TrainSettings) -> Result<Map<String, Value>> {
+    Ok(as_object(settings)?
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .collect())
 }
 
 fn read_toml(path: &Path) -> Result<Map<String, Value>> {
@@ -164,10 +172,7 @@ fn read_toml(path: &Path) -> Result<Map<String, Value>> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let table: toml::Table =
         toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
-    match serde_json::to_value(table)? {
-        Value::Object(map) => Ok(map),
-        _ => unreachable!("a TOML table is an object"),
-    }
+    as_object(&table)
 }
 
 /// `base`, overlaid by the TOML file, overlaid by the flags.
@@ -180,7 +185,7 @@ pub fn merged_config(
     if let Some(path) = file {
         merged.extend(read_toml(path)?);
     }
-    merged.extend(given(settings));
+    merged.extend(given(settings)?);
     serde_json::from_value(Value::Object(merged)).context("in the training settings")
 }
 
@@ -269,10 +274,7 @@ impl TrainCommand {
         let trainer = match &self.resume {
             Some(dir) => {
                 let (_, state) = load_state(dir)?;
-                let base = match serde_json::to_value(&state.config)? {
-                    Value::Object(map) => map,
-                    _ => unreachable!("a config serialises to an object"),
-                };
+                let base = as_object(&state.config)?;
                 let config = merged_config(base, self.config.as_deref(), &self.settings)?;
                 Trainer::resume(dir, Some(config), &device)?
             }

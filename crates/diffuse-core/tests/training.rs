@@ -13,6 +13,7 @@ use diffuse_core::sampler::{
 };
 use diffuse_core::schedule::TimestepSpacing;
 use diffuse_core::train::checkpoint;
+use diffuse_core::train::optimizer::LrDecay;
 use diffuse_core::train::{StopReason, TrainConfig, TrainObserver, Trainer, read_metrics};
 
 fn shared_data() -> PathBuf {
@@ -38,7 +39,7 @@ fn image_run(out: &Path) -> TrainConfig {
         label_dropout: 0.3,
         horizontal_flip: true,
         warmup_steps: 3,
-        lr_schedule: "cosine".parse().unwrap(),
+        lr_schedule: LrDecay::Cosine,
         max_grad_norm: 0.5,
         min_snr_gamma: Some(5.0),
         offset_noise: 0.1,

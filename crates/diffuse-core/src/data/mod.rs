@@ -125,21 +125,6 @@ pub enum ColorMode {
     Rgb,
 }
 
-impl std::str::FromStr for ColorMode {
-    type Err = DiffuseError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "gray" | "grey" | "l" => Ok(Self::Gray),
-            "rgb" => Ok(Self::Rgb),
-            other => Err(DiffuseError::UnknownName {
-                kind: "color mode",
-                name: other.into(),
-                expected: "gray, rgb",
-            }),
-        }
-    }
-}
-
 /// Options that shape how a source is decoded.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {

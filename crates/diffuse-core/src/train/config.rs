@@ -10,7 +10,8 @@ use super::optimizer::{AdamWSettings, LrDecay};
 use crate::data::ColorMode;
 use crate::error::{DiffuseError, Result};
 use crate::forward::PredictionType;
-use crate::schedule::{BetaSchedule, NoiseSchedule};
+use crate::pipeline::SchedulerConfig;
+use crate::schedule::NoiseSchedule;
 
 /// A training run. Field names are the TOML keys; the CLI flags are the same names in kebab case.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,21 +232,21 @@ impl TrainConfig {
         self.prediction_type.parse()
     }
 
+    /// The diffusers `DDPMScheduler` config of the exported pipeline; it also defines the
+    /// forward process the model is trained for.
+    pub fn scheduler_config(&self, clip_sample: bool) -> Result<SchedulerConfig> {
+        Ok(SchedulerConfig::ddpm(
+            &self.beta_schedule,
+            self.num_train_timesteps,
+            (self.beta_start, self.beta_end),
+            self.prediction()?,
+            clip_sample,
+        ))
+    }
+
     /// The forward process the model is trained for.
     pub fn schedule(&self) -> Result<NoiseSchedule> {
-        let kind = BetaSchedule::from_name(
-            &self.beta_schedule,
-            self.beta_start,
-            self.beta_end,
-            (-3.0, 3.0, 1.0),
-        )?;
-        if kind.diffusers_name().is_none() {
-            return Err(DiffuseError::config(format!(
-                "`beta_schedule` = {:?} has no diffusers scheduler equivalent",
-                self.beta_schedule
-            )));
-        }
-        NoiseSchedule::new(&kind, self.num_train_timesteps, false)
+        self.scheduler_config(false)?.schedule()
     }
 }
 

@@ -92,21 +92,6 @@ pub enum LrDecay {
     Cosine,
 }
 
-impl std::str::FromStr for LrDecay {
-    type Err = DiffuseError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "constant" => Ok(Self::Constant),
-            "cosine" => Ok(Self::Cosine),
-            other => Err(DiffuseError::UnknownName {
-                kind: "learning-rate schedule",
-                name: other.into(),
-                expected: "constant, cosine",
-            }),
-        }
-    }
-}
-
 /// Linear warm-up from 0 to `peak` over `warmup` steps, then `decay` until `total` steps.
 pub fn learning_rate(step: usize, peak: f64, warmup: usize, decay: LrDecay, total: usize) -> f64 {
     if step < warmup {

@@ -26,7 +26,7 @@ use crate::data::loader::{BatchLoader, DataOrder};
 use crate::data::{DataKind, Dataset, DatasetSource, LoadOptions};
 use crate::error::{DiffuseError, Result};
 use crate::io::write_atomically;
-use crate::pipeline::{DenoisingNetwork, DiffusionPipeline, NetworkDenoiser, SchedulerConfig};
+use crate::pipeline::{DenoisingNetwork, DiffusionPipeline, NetworkDenoiser};
 use crate::plot::{ScatterLayer, image_grid_png, loss_curve_png, scatter_panels_png};
 use crate::sampler::{GenerationConfig, SamplerKind, SamplerSettings, SamplingPlan, generate};
 use crate::schedule::{NoiseSchedule, TimestepSpacing};
@@ -309,13 +309,7 @@ impl Trainer {
         let total = self.config.steps;
         observer.started(self.step, total);
         let mut metrics_file = self.open_metrics()?;
-        let mut loader = BatchLoader::new(
-            self.dataset.clone(),
-            self.config.batch_size,
-            self.config.horizontal_flip,
-            self.order,
-            4,
-        );
+        let mut loader = self.batch_loader();
         let started = Instant::now();
         let first_step = self.step;
         let mut interval = (Instant::now(), 0.0, 0usize);
@@ -407,16 +401,22 @@ impl Trainer {
         Ok(summary)
     }
 
-    /// Times `steps` optimisation steps after `warmup` untimed ones, with no checkpoints,
-    /// metrics or samples: the training step alone, for benchmarks.
-    pub fn time_steps(&mut self, warmup: usize, steps: usize) -> Result<std::time::Duration> {
-        let mut loader = BatchLoader::new(
+    /// Batches from where the run stands, a few prepared ahead.
+    fn batch_loader(&self) -> BatchLoader {
+        const PREFETCH: usize = 4;
+        BatchLoader::new(
             self.dataset.clone(),
             self.config.batch_size,
             self.config.horizontal_flip,
             self.order,
-            4,
-        );
+            PREFETCH,
+        )
+    }
+
+    /// Times `steps` optimisation steps after `warmup` untimed ones, with no checkpoints,
+    /// metrics or samples: the training step alone, for benchmarks.
+    pub fn time_steps(&mut self, warmup: usize, steps: usize) -> Result<std::time::Duration> {
+        let mut loader = self.batch_loader();
         for _ in 0..warmup {
             self.train_step(&mut loader, None)?;
         }
@@ -537,22 +537,13 @@ impl Trainer {
         Ok(dir)
     }
 
-    /// The scheduler config the exported pipeline samples with.
-    fn scheduler_config(&self) -> SchedulerConfig {
-        SchedulerConfig::ddpm(
-            &self.config.beta_schedule,
-            self.config.num_train_timesteps,
-            (self.config.beta_start, self.config.beta_end),
-            self.objective.prediction_type,
-            self.dataset.kind == DataKind::Images,
-        )
-    }
-
     /// Writes `out` as a diffusers pipeline folder holding the EMA weights.
     pub fn export(&self) -> Result<()> {
         DiffusionPipeline {
             network: self.ema.clone(),
-            scheduler: self.scheduler_config(),
+            scheduler: self
+                .config
+                .scheduler_config(self.dataset.kind == DataKind::Images)?,
         }
         .save(&self.config.out)
     }
@@ -579,11 +570,6 @@ impl Trainer {
             (Some(l), _) => l.len(),
             (None, true) => UNCONDITIONAL_GRID,
             (None, false) => VECTOR_SAMPLES,
-        };
-        let labels = if images {
-            labels
-        } else {
-            labels.map(|l| l.into_iter().cycle().take(count).collect())
         };
         let sampler = SamplerKind::configured(
             "ddim",
