@@ -5,14 +5,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::tensor::DType;
 use clap::Args;
+use diffuse_core::denoiser::Denoiser;
 use diffuse_core::forward::PredictionType;
 use diffuse_core::gmm::{GaussianMixture, GmmDenoiser};
+use diffuse_core::guidance::{CfgSettings, ClassifierFreeGuidance};
 use diffuse_core::io::{HostTensor, read_safetensors, write_safetensors};
 use diffuse_core::pipeline::DiffusionPipeline;
+use diffuse_core::pipeline::SamplerOverrides;
 use diffuse_core::plot::image_grid_png;
 use diffuse_core::sampler::{
-    DdpmVariance, GenerationConfig, SamplerKind, SamplerSettings, SamplingPlan, generate,
+    DdpmVariance, GenerationConfig, ParallelSettings, SamplerKind, SamplerSettings, SamplingPlan,
+    X0Limit, generate, generate_parallel,
 };
+use diffuse_core::schedule::NoiseSchedule;
 
 use super::{report_to, step_progress};
 use crate::args::{DeviceArgs, ScheduleArgs};
@@ -31,9 +36,49 @@ pub struct SampleCommand {
     /// schedule, prediction type and clipping come from its scheduler_config.json.
     #[arg(long, value_name = "DIR")]
     pipeline: Option<PathBuf>,
-    /// Sampler: ddpm (ancestral) or ddim. Default: ddim for --gmm, the folder's scheduler for --pipeline.
+    /// Sampler: ddpm, ddim, dpmsolver++, dpmsolver++-sde, unipc, euler, euler-ancestral, heun or
+    /// pndm. Default: ddim for --gmm, the folder's scheduler class for --pipeline.
     #[arg(long, visible_alias = "scheduler")]
     sampler: Option<String>,
+    /// Karras et al.'s σ spacing (dpmsolver++, unipc, euler, heun).
+    #[arg(long)]
+    karras_sigmas: bool,
+    /// Order of dpmsolver++ / unipc: 1, 2 or 3 (default 2, or the folder's solver_order).
+    #[arg(long)]
+    solver_order: Option<usize>,
+    /// Dynamic thresholding of x0 (Imagen): clamp each sample to its PERCENTILE quantile of |x0|
+    /// (at least 1, at most --sample-max-value) and rescale, e.g. 0.995.
+    #[arg(long, value_name = "PERCENTILE")]
+    dynamic_threshold: Option<f64>,
+    /// Upper bound of the dynamic threshold.
+    #[arg(long, default_value_t = 1.0, requires = "dynamic_threshold")]
+    sample_max_value: f64,
+    /// Classifier-free guidance weight w (1 = conditional model; needs a class-conditional
+    /// pipeline trained with label dropout and --class-labels).
+    #[arg(long, value_name = "W")]
+    guidance_scale: Option<f64>,
+    /// Guidance rescale φ in [0, 1] (Lin et al. 2023) against over-exposure at high w.
+    #[arg(long, default_value_t = 0.0, requires = "guidance_scale")]
+    guidance_rescale: f64,
+    /// Apply guidance only for noise levels σ in [LO, HI] (Kynkäänniemi et al. 2024).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        num_args = 2,
+        value_name = "LO,HI",
+        requires = "guidance_scale"
+    )]
+    guidance_interval: Option<Vec<f64>>,
+    /// ParaDiGMS: sample by Picard iteration over a window of steps (ddpm, ddim, dpmsolver++);
+    /// same samples within --tol, fewer sequential network rounds.
+    #[arg(long)]
+    parallel: bool,
+    /// Steps refined together per round with --parallel.
+    #[arg(long, default_value_t = 16, requires = "parallel")]
+    window: usize,
+    /// Convergence tolerance of --parallel: the RMS change of a step's x per sample.
+    #[arg(long, default_value_t = 1e-3, requires = "parallel")]
+    tol: f64,
     /// Number of sampling steps N (at most the schedule's T).
     #[arg(long, default_value_t = 50)]
     steps: usize,
@@ -145,12 +190,17 @@ impl SampleCommand {
     fn sample_mixture(&self, path: &Path) -> Result<()> {
         let mixture = GaussianMixture::load(path)?;
         let schedule = self.schedule.build()?;
+        let clip = self
+            .clip_sample
+            .then_some(X0Limit::Clip(self.clip_sample_range));
         let sampler = SamplerKind::configured(
             self.sampler.as_deref().unwrap_or("ddim"),
             &SamplerSettings {
                 eta: self.eta,
-                clip_sample: self.clip_sample.then_some(self.clip_sample_range),
+                x0_limit: self.dynamic_limit().or(clip).unwrap_or_default(),
                 variance: self.variance_type,
+                karras_sigmas: self.karras_sigmas,
+                solver_order: self.solver_order,
                 ..SamplerSettings::default()
             },
         )?;
@@ -164,16 +214,7 @@ impl SampleCommand {
         let dim = mixture.dim();
         let denoiser = GmmDenoiser::new(mixture, schedule.clone(), self.prediction_type);
         let config = self.config(dim)?;
-        let bar = step_progress("sampling");
-        let samples = generate(
-            &denoiser,
-            &schedule,
-            &plan,
-            &[dim],
-            &config,
-            &mut report_to(&bar),
-        )?;
-        bar.finish_and_clear();
+        let samples = self.draw(&denoiser, &schedule, &plan, &[dim], &config)?;
         if self.out.is_some() {
             bail!("--out writes image grids; use --out-tensor for mixture samples");
         }
@@ -187,7 +228,15 @@ impl SampleCommand {
         let scheduler = &pipeline.scheduler;
         let schedule = scheduler.schedule()?;
         let plan = SamplingPlan::new(
-            scheduler.sampler(self.sampler.as_deref(), self.eta)?,
+            scheduler.sampler(
+                self.sampler.as_deref(),
+                &SamplerOverrides {
+                    eta: self.eta,
+                    karras_sigmas: self.karras_sigmas.then_some(true),
+                    solver_order: self.solver_order,
+                    x0_limit: self.dynamic_limit(),
+                },
+            )?,
             &schedule,
             self.steps,
             match self.timestep_spacing {
@@ -203,16 +252,7 @@ impl SampleCommand {
         let [_, h, w] = shape;
         let config = self.config(shape.iter().product())?;
         let denoiser = pipeline.denoiser()?;
-        let bar = step_progress("sampling");
-        let samples = generate(
-            &denoiser,
-            &schedule,
-            &plan,
-            &shape,
-            &config,
-            &mut report_to(&bar),
-        )?;
-        bar.finish_and_clear();
+        let samples = self.draw(&denoiser, &schedule, &plan, &shape, &config)?;
         if let Some(png) = &self.out {
             let columns = (self.n as f64).sqrt().ceil() as usize;
             image_grid_png(png, &samples, [self.n, shape[0], h, w], columns)
@@ -220,6 +260,88 @@ impl SampleCommand {
             eprintln!("wrote a grid of {} samples to {}", self.n, png.display());
         }
         self.write(&samples, &[self.n, shape[0], h, w], &plan)
+    }
+
+    fn dynamic_limit(&self) -> Option<X0Limit> {
+        self.dynamic_threshold.map(|ratio| X0Limit::Dynamic {
+            ratio,
+            max_value: self.sample_max_value,
+        })
+    }
+
+    /// Generates with the chosen guidance, sequentially or by parallel (Picard) sampling.
+    fn draw<const D: usize>(
+        &self,
+        denoiser: &dyn Denoiser<D>,
+        schedule: &NoiseSchedule,
+        plan: &SamplingPlan,
+        shape: &[usize],
+        config: &GenerationConfig,
+    ) -> Result<Vec<f64>> {
+        let guided;
+        let denoiser: &dyn Denoiser<D> = match self.guidance_scale {
+            Some(scale) => {
+                if config.class_labels.is_none() {
+                    bail!("--guidance-scale needs --class-labels (the classes to guide towards)");
+                }
+                let settings = CfgSettings {
+                    scale,
+                    rescale: self.guidance_rescale,
+                    interval: self.guidance_interval.as_ref().map(|v| (v[0], v[1])),
+                };
+                guided = ClassifierFreeGuidance::new(
+                    denoiser,
+                    schedule,
+                    denoiser.null_class(),
+                    settings,
+                )?;
+                &guided
+            }
+            None => denoiser,
+        };
+        let bar = step_progress("sampling");
+        let samples = if self.parallel {
+            let settings = ParallelSettings {
+                window: self.window,
+                tolerance: self.tol,
+            };
+            let mut on_round = |round: usize, converged: usize| {
+                bar.set_length(plan.evaluations() as u64);
+                bar.set_position(converged as u64);
+                bar.set_message(format!("round {round}"));
+            };
+            let (samples, report) = generate_parallel(
+                denoiser,
+                schedule,
+                plan,
+                shape,
+                config,
+                &settings,
+                &mut on_round,
+            )?;
+            bar.finish_and_clear();
+            eprintln!(
+                "parallel sampling: {} sequential rounds instead of {} ({} model evaluations per \
+                 sample instead of {})",
+                report.rounds,
+                report.sequential_evaluations,
+                report.evaluations,
+                report.sequential_evaluations
+            );
+            samples
+        } else {
+            let samples = generate(
+                denoiser,
+                schedule,
+                plan,
+                shape,
+                config,
+                &mut report_to(&bar),
+            )?;
+            bar.finish_and_clear();
+            samples
+        };
+        Ok(samples)
     }
 
     fn write(&self, samples: &[f64], shape: &[usize], plan: &SamplingPlan) -> Result<()> {

@@ -11,6 +11,12 @@ pub trait Denoiser<const D: usize> {
     /// What [`Denoiser::predict`] returns (ε, x_0 or v).
     fn prediction_type(&self) -> PredictionType;
 
+    /// For a class-conditional model, the class index that means "no class" (the last one of its
+    /// class table, which label dropout trains); `None` for an unconditional model.
+    fn null_class(&self) -> Option<usize> {
+        None
+    }
+
     /// The prediction for `x_t`, whose row i is at (possibly fractional) training timestep
     /// `timesteps[i]` and, for a class-conditional model, of class `class_labels[i]`.
     fn predict(

@@ -14,6 +14,7 @@ pub mod device;
 pub mod error;
 pub mod forward;
 pub mod gmm;
+pub mod guidance;
 pub mod io;
 pub mod nn;
 pub mod noise;

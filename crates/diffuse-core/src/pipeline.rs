@@ -17,14 +17,31 @@ use crate::nn::dit::DiTTransformer2DModel;
 use crate::nn::mlp::MlpDenoiser;
 use crate::nn::unet::{UNet2DConfig, UNet2DModel};
 use crate::nn::weights::{KeyRenames, load_diffusers_weights, save_diffusers_weights};
-use crate::sampler::{SamplerKind, SamplerSettings};
+use crate::sampler::{
+    DdpmVariance, FinalSigma, SamplerKind, SamplerSettings, SecondOrderRule, SigmaSpacing,
+    UniPcVariant, X0Limit,
+};
 use crate::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing, rescale_zero_terminal_snr};
 
 const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
 /// model_index.json `_class_name` of a pipeline around the vector MLP, which diffusers lacks.
 const MLP_PIPELINE: &str = "DiffuseMlpPipeline";
 
-/// The fields of diffusers' `DDPMScheduler` / `DDIMScheduler` configs that `diffuse` honours.
+/// The diffusers scheduler classes `diffuse` reads, and the sampler each one is.
+const SCHEDULER_CLASSES: [(&str, &str); 8] = [
+    ("DDPMScheduler", "ddpm"),
+    ("DDIMScheduler", "ddim"),
+    ("DPMSolverMultistepScheduler", "dpmsolver++"),
+    ("UniPCMultistepScheduler", "unipc"),
+    ("EulerDiscreteScheduler", "euler"),
+    ("EulerAncestralDiscreteScheduler", "euler-ancestral"),
+    ("HeunDiscreteScheduler", "heun"),
+    ("PNDMScheduler", "pndm"),
+];
+
+/// The fields of diffusers' scheduler configs (the classes in `SCHEDULER_CLASSES`) that
+/// `diffuse` honours. Class-specific fields are optional; options `diffuse` does not implement
+/// are accepted only at their neutral value, anything else is rejected by name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SchedulerConfig {
     #[serde(rename = "_class_name")]
@@ -33,30 +50,92 @@ pub struct SchedulerConfig {
     pub beta_start: f64,
     pub beta_end: f64,
     pub beta_schedule: String,
+    #[serde(default)]
     pub trained_betas: Option<Vec<f64>>,
-    pub clip_sample: bool,
-    #[serde(default = "one")]
-    pub clip_sample_range: f64,
     pub prediction_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_sample: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_sample_range: Option<f64>,
     #[serde(default)]
     pub thresholding: bool,
     #[serde(default = "default_ratio")]
     pub dynamic_thresholding_ratio: f64,
     #[serde(default = "one")]
     pub sample_max_value: f64,
-    pub timestep_spacing: String,
+    /// diffusers' default differs by class (leading for DDPM/DDIM/PNDM, linspace otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestep_spacing: Option<String>,
+    #[serde(default)]
     pub steps_offset: usize,
     #[serde(default)]
     pub rescale_betas_zero_snr: bool,
-    /// DDPMScheduler only.
+    /// DDPMScheduler (and DPM-Solver, where only null is accepted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variance_type: Option<String>,
-    /// DDIMScheduler only.
+    /// DDIMScheduler, PNDMScheduler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_alpha_to_one: Option<bool>,
+    #[serde(flatten)]
+    pub solver: SolverFields,
     /// `_diffusers_version` and other metadata; any other key is rejected.
     #[serde(flatten)]
     pub metadata: BTreeMap<String, Value>,
+}
+
+/// The fields of the multistep, σ-space and PNDM schedulers.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SolverFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solver_order: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solver_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower_order_final: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub euler_at_final: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_karras_sigmas: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_sigmas_type: Option<String>,
+    /// A number, or "-Infinity" (diffusers writes the bare token, which we quote before parsing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_min_clipped: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predict_x0: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_corrector: Option<Vec<usize>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma_min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma_max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_prk_steps: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpolation_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestep_type: Option<String>,
+    /// Options accepted only when off / unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_exponential_sigmas: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_beta_sigmas: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_lu_lambdas: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_flow_sigmas: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_dynamic_shifting: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_shift: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_shift_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solver_p: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift_terminal: Option<Value>,
 }
 
 fn one() -> f64 {
@@ -65,6 +144,45 @@ fn one() -> f64 {
 
 fn default_ratio() -> f64 {
     0.995
+}
+
+/// Quotes the bare `Infinity`, `-Infinity` and `NaN` tokens Python's json module writes, so that
+/// strict JSON parsers accept the file.
+fn quote_python_constants(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if !in_string {
+            if let Some(token) = ["-Infinity", "Infinity", "NaN"]
+                .into_iter()
+                .find(|t| rest.starts_with(t))
+            {
+                out.push('"');
+                out.push_str(token);
+                out.push('"');
+                rest = &rest[token.len()..];
+                continue;
+            }
+        }
+        match c {
+            '"' if !escaped => in_string = !in_string,
+            _ => {}
+        }
+        escaped = c == '\\' && !escaped;
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// What a sampler takes from the command line on top of a pipeline's scheduler config.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SamplerOverrides {
+    pub eta: Option<f64>,
+    pub karras_sigmas: Option<bool>,
+    pub solver_order: Option<usize>,
+    pub x0_limit: Option<X0Limit>,
 }
 
 impl SchedulerConfig {
@@ -84,17 +202,18 @@ impl SchedulerConfig {
             beta_end,
             beta_schedule: schedule_name.into(),
             trained_betas: None,
-            clip_sample,
-            clip_sample_range: 1.0,
             prediction_type: prediction_type.name().into(),
+            clip_sample: Some(clip_sample),
+            clip_sample_range: Some(1.0),
             thresholding: false,
             dynamic_thresholding_ratio: default_ratio(),
             sample_max_value: 1.0,
-            timestep_spacing: "leading".into(),
+            timestep_spacing: Some("leading".into()),
             steps_offset: 0,
             rescale_betas_zero_snr: false,
             variance_type: Some("fixed_small".into()),
             set_alpha_to_one: None,
+            solver: SolverFields::default(),
             metadata: BTreeMap::from([(
                 "_diffusers_version".to_string(),
                 Value::from(DIFFUSERS_VERSION),
@@ -104,36 +223,79 @@ impl SchedulerConfig {
 
     /// Parses scheduler_config.json and rejects what `diffuse` does not implement, naming the field.
     pub fn from_json(text: &str) -> Result<Self> {
-        let config: Self = serde_json::from_str(text)
+        let config: Self = serde_json::from_str(&quote_python_constants(text))
             .map_err(|e| DiffuseError::config(format!("scheduler config: {e}")))?;
         config.validate()?;
         Ok(config)
     }
 
+    /// The sampler name of this config's class.
+    pub fn native_sampler(&self) -> Result<&'static str> {
+        SCHEDULER_CLASSES
+            .iter()
+            .find(|(class, _)| *class == self.class_name)
+            .map(|(_, sampler)| *sampler)
+            .ok_or_else(|| {
+                let supported: Vec<&str> = SCHEDULER_CLASSES.iter().map(|(c, _)| *c).collect();
+                DiffuseError::config(format!(
+                    "scheduler `{}` is not supported (supported: {})",
+                    self.class_name,
+                    supported.join(", ")
+                ))
+            })
+    }
+
     fn validate(&self) -> Result<()> {
         reject_unknown_fields(&self.metadata, "scheduler")?;
-        if !matches!(self.class_name.as_str(), "DDPMScheduler" | "DDIMScheduler") {
-            return Err(DiffuseError::config(format!(
-                "scheduler `{}` is not supported (supported: DDPMScheduler, DDIMScheduler)",
-                self.class_name
-            )));
+        self.native_sampler()?;
+        let unsupported = |field: &str, value: &dyn std::fmt::Debug| {
+            Err(DiffuseError::config(format!(
+                "scheduler config field `{field}` = {value:?} is not supported"
+            )))
+        };
+        let f = &self.solver;
+        for (field, on) in [
+            ("use_exponential_sigmas", f.use_exponential_sigmas),
+            ("use_beta_sigmas", f.use_beta_sigmas),
+            ("use_lu_lambdas", f.use_lu_lambdas),
+            ("use_flow_sigmas", f.use_flow_sigmas),
+            ("use_dynamic_shifting", f.use_dynamic_shifting),
+        ] {
+            if on == Some(true) {
+                return unsupported(field, &true);
+            }
         }
-        if self.thresholding {
-            return Err(DiffuseError::config(
-                "scheduler config field `thresholding` = true is not supported yet",
-            ));
+        for (field, value) in [
+            ("solver_p", &f.solver_p),
+            ("shift_terminal", &f.shift_terminal),
+        ] {
+            if let Some(v) = value.as_ref().filter(|v| !v.is_null()) {
+                return unsupported(field, v);
+            }
+        }
+        if let Some(v) = f.algorithm_type.as_deref() {
+            if !matches!(v, "dpmsolver++" | "sde-dpmsolver++") {
+                return unsupported("algorithm_type", &v);
+            }
+        }
+        if f.predict_x0 == Some(false) {
+            return unsupported("predict_x0", &false);
+        }
+        if let Some(v) = f.interpolation_type.as_deref().filter(|v| *v != "linear") {
+            return unsupported("interpolation_type", &v);
+        }
+        if let Some(v) = f.timestep_type.as_deref().filter(|v| *v != "discrete") {
+            return unsupported("timestep_type", &v);
         }
         if let Some(v) = &self.variance_type {
-            v.parse::<crate::sampler::DdpmVariance>().map_err(|_| {
-                DiffuseError::config(format!(
-                    "scheduler config field `variance_type` = {v:?} is not supported \
-                     (supported: fixed_small, fixed_large)"
-                ))
-            })?;
+            if self.class_name != "DDPMScheduler" || v.parse::<DdpmVariance>().is_err() {
+                return unsupported("variance_type", v);
+            }
         }
         self.prediction()?;
         self.spacing()?;
         self.schedule()?;
+        self.sampler(None, &SamplerOverrides::default())?;
         Ok(())
     }
 
@@ -167,32 +329,141 @@ impl SchedulerConfig {
         self.prediction_type.parse()
     }
 
+    /// The timestep spacing, with the class's diffusers default when the field is absent.
     pub fn spacing(&self) -> Result<TimestepSpacing> {
-        self.timestep_spacing.parse()
+        match self.timestep_spacing.as_deref() {
+            Some(name) => name.parse(),
+            None => Ok(match self.class_name.as_str() {
+                "DDPMScheduler" | "DDIMScheduler" | "PNDMScheduler" => TimestepSpacing::Leading,
+                _ => TimestepSpacing::Linspace,
+            }),
+        }
     }
 
-    /// The sampler named `name` ("ddpm" or "ddim"), or the one this config is for, with the
-    /// config's clipping and variance options.
-    pub fn sampler(&self, name: Option<&str>, eta: Option<f64>) -> Result<SamplerKind> {
-        let name = name.unwrap_or(if self.class_name == "DDIMScheduler" {
-            "ddim"
+    /// Clipping or thresholding of x̂_0 as this config asks for it.
+    fn x0_limit(&self) -> X0Limit {
+        if self.thresholding {
+            X0Limit::Dynamic {
+                ratio: self.dynamic_thresholding_ratio,
+                max_value: self.sample_max_value,
+            }
+        } else if self.clip_sample == Some(true) {
+            X0Limit::Clip(self.clip_sample_range.unwrap_or(1.0))
         } else {
-            "ddpm"
-        });
-        let variance = self
-            .variance_type
-            .as_deref()
-            .unwrap_or("fixed_small")
-            .parse()?;
-        SamplerKind::configured(
+            X0Limit::None
+        }
+    }
+
+    /// The sampler named `name` (default: this config's class) with the config's options, as
+    /// diffusers' `from_config` would carry them over, and the command line's overrides on top.
+    pub fn sampler(&self, name: Option<&str>, overrides: &SamplerOverrides) -> Result<SamplerKind> {
+        let native = self.native_sampler()?;
+        let name = name.unwrap_or(native);
+        // Which of the config's generic options the diffusers class of `name` honours.
+        let limit_applies = match name {
+            "ddpm" | "ddim" => true,
+            "dpmsolver++" | "dpmsolver++-sde" | "unipc" => self.thresholding,
+            "heun" => !self.thresholding,
+            _ => false,
+        };
+        let karras_capable = matches!(
             name,
-            &SamplerSettings {
-                eta,
-                clip_sample: self.clip_sample.then_some(self.clip_sample_range),
-                variance,
-                set_alpha_to_one: self.set_alpha_to_one.unwrap_or(true),
+            "dpmsolver++" | "dpmsolver++-sde" | "unipc" | "euler" | "heun"
+        );
+        let ordered = matches!(name, "dpmsolver++" | "dpmsolver++-sde" | "unipc");
+        let settings = SamplerSettings {
+            eta: overrides.eta,
+            x0_limit: overrides.x0_limit.unwrap_or(if limit_applies {
+                self.x0_limit()
+            } else {
+                X0Limit::None
+            }),
+            variance: match &self.variance_type {
+                Some(v) => v.parse()?,
+                None => DdpmVariance::default(),
             },
-        )
+            set_alpha_to_one: self
+                .set_alpha_to_one
+                .filter(|_| matches!(name, "ddim" | "pndm")),
+            karras_sigmas: overrides
+                .karras_sigmas
+                .unwrap_or(karras_capable && self.solver.use_karras_sigmas == Some(true)),
+            solver_order: overrides
+                .solver_order
+                .or(self.solver.solver_order.filter(|_| ordered)),
+        };
+        let name = match (name, self.solver.algorithm_type.as_deref()) {
+            ("dpmsolver++", Some("sde-dpmsolver++")) if native == "dpmsolver++" => {
+                "dpmsolver++-sde"
+            }
+            _ => name,
+        };
+        let mut kind = SamplerKind::configured(name, &settings)?;
+        if name.starts_with(native) {
+            self.apply_class_options(&mut kind)?;
+        }
+        Ok(kind)
+    }
+
+    /// The options only the config's own class has.
+    fn apply_class_options(&self, kind: &mut SamplerKind) -> Result<()> {
+        let f = &self.solver;
+        let final_sigma = f
+            .final_sigmas_type
+            .as_deref()
+            .map(FinalSigma::parse)
+            .transpose()?
+            .unwrap_or_default();
+        let set_range = |sigmas: &mut SigmaSpacing| {
+            sigmas.final_sigma = final_sigma;
+            sigmas.sigma_min = f.sigma_min;
+            sigmas.sigma_max = f.sigma_max;
+        };
+        match kind {
+            SamplerKind::DpmSolver(o) => {
+                set_range(&mut o.sigmas);
+                o.second_order = match f.solver_type.as_deref() {
+                    None | Some("midpoint") => SecondOrderRule::Midpoint,
+                    Some("heun") => SecondOrderRule::Heun,
+                    Some(other) => {
+                        return Err(DiffuseError::config(format!(
+                            "scheduler config field `solver_type` = {other:?} is not supported"
+                        )));
+                    }
+                };
+                o.lower_order_final = f.lower_order_final.unwrap_or(true);
+                o.euler_at_final = f.euler_at_final.unwrap_or(false);
+                o.round_karras_timesteps = self.beta_schedule != "squaredcos_cap_v2";
+                o.lambda_min_clipped = match &f.lambda_min_clipped {
+                    None => f64::NEG_INFINITY,
+                    Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NEG_INFINITY),
+                    Some(Value::String(s)) if s == "-Infinity" => f64::NEG_INFINITY,
+                    Some(other) => {
+                        return Err(DiffuseError::config(format!(
+                            "scheduler config field `lambda_min_clipped` = {other} is not a number"
+                        )));
+                    }
+                };
+            }
+            SamplerKind::UniPc(o) => {
+                set_range(&mut o.sigmas);
+                o.variant = match f.solver_type.as_deref() {
+                    None | Some("bh2") => UniPcVariant::Bh2,
+                    Some("bh1") => UniPcVariant::Bh1,
+                    Some(other) => {
+                        return Err(DiffuseError::config(format!(
+                            "scheduler config field `solver_type` = {other:?} is not supported"
+                        )));
+                    }
+                };
+                o.lower_order_final = f.lower_order_final.unwrap_or(true);
+                o.disable_corrector = f.disable_corrector.clone().unwrap_or_default();
+            }
+            SamplerKind::Euler(o) => set_range(&mut o.sigmas),
+            SamplerKind::Pndm(o) => o.skip_prk_steps = f.skip_prk_steps.unwrap_or(false),
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -427,6 +698,10 @@ impl<'a> NetworkDenoiser<'a> {
 impl Denoiser<4> for NetworkDenoiser<'_> {
     fn prediction_type(&self) -> PredictionType {
         self.prediction_type
+    }
+
+    fn null_class(&self) -> Option<usize> {
+        self.network.class_table_size().map(|size| size - 1)
     }
 
     fn predict(

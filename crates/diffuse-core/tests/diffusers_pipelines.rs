@@ -5,26 +5,12 @@
 
 mod common;
 
-use burn::tensor::{DType, Tensor};
-use common::{fixture, floats, plan_of, tensor2, usizes};
+use burn::tensor::DType;
+use common::{Replay, fixture, floats, plan_of, tensor2, usizes};
 use diffuse_core::gmm::{GaussianMixture, GmmDenoiser, MixtureSpec};
-use diffuse_core::noise::NoiseSource;
 use diffuse_core::sampler::sample;
 use diffuse_core::schedule::NoiseSchedule;
-use diffuse_core::tensor_ops::{from_host_f64, relative_max_error, to_host_f64};
-
-/// Step noise replayed from the fixture, in the order diffusers consumed it.
-struct Replay(std::vec::IntoIter<Vec<f64>>);
-
-impl NoiseSource for Replay {
-    fn next_like<const D: usize>(&mut self, like: &Tensor<D>) -> Tensor<D> {
-        let values = self
-            .0
-            .next()
-            .expect("the sampler asked for more noise than diffusers used");
-        from_host_f64(values, like.dims(), &like.device(), like.dtype())
-    }
-}
+use diffuse_core::tensor_ops::{relative_max_error, to_host_f64};
 
 #[test]
 fn sampling_loops_match_diffusers() {
@@ -49,13 +35,7 @@ fn sampling_loops_match_diffusers() {
             cfg["timestep_spacing"].as_str().unwrap()
         );
         for (dtype, tolerance) in [(DType::F64, 1e-6), (DType::F32, 1e-5)] {
-            let step_noise: Vec<Vec<f64>> = case["step_noise"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(floats)
-                .collect();
-            let mut noise = Replay(step_noise.into_iter());
+            let mut noise = Replay::new(&case["step_noise"]);
             let x_t = tensor2(&case["init_noise"], shape, dtype);
             let out = sample(
                 &denoiser,
@@ -68,7 +48,7 @@ fn sampling_loops_match_diffusers() {
             )
             .unwrap();
             assert!(
-                noise.0.next().is_none(),
+                noise.exhausted(),
                 "diffusers used more step noise than we did"
             );
             let err = relative_max_error(&to_host_f64(out).unwrap(), &reference);

@@ -11,7 +11,7 @@ mod common;
 use burn::tensor::DType;
 use common::{fixture, floats, plan_of, tensor2, usizes};
 use diffuse_core::forward::PredictionType;
-use diffuse_core::sampler::{SamplerKind, StepOutput};
+use diffuse_core::sampler::{SamplerKind, StepOutput, ddim_step, ddpm_step};
 use diffuse_core::schedule::NoiseSchedule;
 use diffuse_core::tensor_ops::{relative_max_error, to_host_f64};
 use serde_json::Value;
@@ -29,15 +29,30 @@ fn run_step(
     let model_output = tensor2(&record["model_output"], shape, dtype);
     let sample = tensor2(&record["sample"], shape, dtype);
     let noise = Some(tensor2(&record["noise"], shape, dtype));
-    sampler.step(
-        schedule,
-        t,
-        prev_t,
-        prediction_type,
-        model_output,
-        sample,
-        noise,
-    )
+    match sampler {
+        SamplerKind::Ddpm(o) => ddpm_step(
+            schedule,
+            t,
+            prev_t,
+            prediction_type,
+            o,
+            model_output,
+            sample,
+            noise,
+        ),
+        SamplerKind::Ddim(o) => ddim_step(
+            schedule,
+            t,
+            prev_t,
+            prediction_type,
+            o,
+            model_output,
+            sample,
+            noise,
+        ),
+        other => panic!("no single-step fixture for {}", other.name()),
+    }
+    .unwrap()
 }
 
 #[test]
@@ -56,10 +71,13 @@ fn ddpm_and_ddim_steps_match_diffusers() {
         let prediction_type: PredictionType =
             cfg["prediction_type"].as_str().unwrap().parse().unwrap();
         let plan = plan_of(case, &schedule);
-        let sampler = plan.sampler;
+        let sampler = plan.sampler.clone();
         assert_eq!(
             plan.timesteps,
-            usizes(&case["timesteps"]),
+            usizes(&case["timesteps"])
+                .into_iter()
+                .map(|t| t as f64)
+                .collect::<Vec<_>>(),
             "timesteps of {cfg}"
         );
         let shape: [usize; 2] = usizes(&case["shape"]).try_into().unwrap();

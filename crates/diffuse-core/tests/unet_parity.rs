@@ -69,7 +69,10 @@ fn ddim_20_steps_match_diffusers() {
         let io = read_safetensors(&dir.join("io.safetensors")).unwrap();
         let schedule = pipeline.scheduler.schedule().unwrap();
         let plan = SamplingPlan::new(
-            pipeline.scheduler.sampler(Some("ddim"), None).unwrap(),
+            pipeline
+                .scheduler
+                .sampler(Some("ddim"), &Default::default())
+                .unwrap(),
             &schedule,
             20,
             pipeline.scheduler.spacing().unwrap(),

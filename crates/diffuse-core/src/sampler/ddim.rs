@@ -2,7 +2,9 @@
 
 use burn::tensor::Tensor;
 
-use super::{StepOutput, clip_x0};
+use super::StepOutput;
+use super::x0_limit::X0Limit;
+use crate::error::Result;
 use crate::forward::PredictionType;
 use crate::schedule::NoiseSchedule;
 
@@ -11,8 +13,8 @@ use crate::schedule::NoiseSchedule;
 pub struct DdimOptions {
     /// η: 0 is the deterministic DDIM, 1 has DDPM's posterior variance (Eq. 16).
     pub eta: f64,
-    /// Clamp x̂_0 to [−r, r] (images); `None` for unbounded data.
-    pub clip_sample: Option<f64>,
+    /// Clipping or dynamic thresholding of x̂_0.
+    pub x0_limit: X0Limit,
     /// ᾱ after the last step: 1 (`true`, diffusers' default) or ᾱ_0.
     pub set_alpha_to_one: bool,
     /// Recompute ε̂ from the clipped x̂_0 (diffusers' `use_clipped_model_output`).
@@ -23,7 +25,7 @@ impl Default for DdimOptions {
     fn default() -> Self {
         Self {
             eta: 0.0,
-            clip_sample: None,
+            x0_limit: X0Limit::None,
             set_alpha_to_one: true,
             use_clipped_model_output: false,
         }
@@ -57,7 +59,7 @@ pub fn ddim_step<const D: usize>(
     model_output: Tensor<D>,
     sample: Tensor<D>,
     noise: Option<Tensor<D>>,
-) -> StepOutput<D> {
+) -> Result<StepOutput<D>> {
     let alpha_bar_t = schedule.alpha_bar(t);
     let final_alpha_bar = if options.set_alpha_to_one {
         1.0
@@ -66,7 +68,7 @@ pub fn ddim_step<const D: usize>(
     };
     let alpha_bar_prev = prev_t.map_or(final_alpha_bar, |p| schedule.alpha_bar(p));
     let (x0, eps) = prediction_type.to_x0_and_eps(model_output, sample.clone(), alpha_bar_t);
-    let x0 = clip_x0(x0, options.clip_sample);
+    let x0 = options.x0_limit.apply(x0)?;
     let eps = if options.use_clipped_model_output {
         PredictionType::Epsilon.from_x0(x0.clone(), sample, alpha_bar_t)
     } else {
@@ -80,8 +82,8 @@ pub fn ddim_step<const D: usize>(
         Some(z) if options.eta > 0.0 => mean + z.mul_scalar(sigma),
         _ => mean,
     };
-    StepOutput {
+    Ok(StepOutput {
         prev_sample,
         pred_original_sample: x0,
-    }
+    })
 }

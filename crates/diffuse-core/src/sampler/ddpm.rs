@@ -4,8 +4,10 @@ use std::str::FromStr;
 
 use burn::tensor::Tensor;
 
-use super::{StepOutput, clip_x0};
+use super::StepOutput;
+use super::x0_limit::X0Limit;
 use crate::error::DiffuseError;
+use crate::error::Result;
 use crate::forward::{Posterior, PredictionType};
 use crate::schedule::NoiseSchedule;
 
@@ -22,7 +24,7 @@ pub enum DdpmVariance {
 impl FromStr for DdpmVariance {
     type Err = DiffuseError;
 
-    fn from_str(name: &str) -> Result<Self, DiffuseError> {
+    fn from_str(name: &str) -> Result<Self> {
         match name {
             "fixed-small" | "fixed_small" => Ok(Self::FixedSmall),
             "fixed-large" | "fixed_large" => Ok(Self::FixedLarge),
@@ -56,8 +58,8 @@ impl DdpmVariance {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct DdpmOptions {
     pub variance: DdpmVariance,
-    /// Clamp x̂_0 to [−r, r] (images); `None` for unbounded data such as mixtures or vectors.
-    pub clip_sample: Option<f64>,
+    /// Clipping or dynamic thresholding of x̂_0.
+    pub x0_limit: X0Limit,
 }
 
 /// One ancestral step x_t → x_prev: x̂_0 from the model, the posterior mean of Eq. 7, plus σ_t z
@@ -73,19 +75,19 @@ pub fn ddpm_step<const D: usize>(
     model_output: Tensor<D>,
     sample: Tensor<D>,
     noise: Option<Tensor<D>>,
-) -> StepOutput<D> {
+) -> Result<StepOutput<D>> {
     let alpha_bar_t = schedule.alpha_bar(t);
     let alpha_bar_prev = prev_t.map_or(1.0, |p| schedule.alpha_bar(p));
     let (x0, _) = prediction_type.to_x0_and_eps(model_output, sample.clone(), alpha_bar_t);
-    let x0 = clip_x0(x0, options.clip_sample);
+    let x0 = options.x0_limit.apply(x0)?;
     let posterior = Posterior::new(alpha_bar_t, alpha_bar_prev);
     let mean = posterior.mean(x0.clone(), sample);
     let prev_sample = match noise {
         Some(z) if t > 0 => mean + z.mul_scalar(options.variance.std(&posterior)),
         _ => mean,
     };
-    StepOutput {
+    Ok(StepOutput {
         prev_sample,
         pred_original_sample: x0,
-    }
+    })
 }

@@ -28,7 +28,9 @@ use crate::error::{DiffuseError, Result};
 use crate::io::write_atomically;
 use crate::pipeline::{DenoisingNetwork, DiffusionPipeline, NetworkDenoiser};
 use crate::plot::{ScatterLayer, image_grid_png, loss_curve_png, scatter_panels_png};
-use crate::sampler::{GenerationConfig, SamplerKind, SamplerSettings, SamplingPlan, generate};
+use crate::sampler::{
+    GenerationConfig, SamplerKind, SamplerSettings, SamplingPlan, X0Limit, generate,
+};
 use crate::schedule::{NoiseSchedule, TimestepSpacing};
 
 /// Salt of the step-noise streams, so they never coincide with the data-order streams.
@@ -574,7 +576,11 @@ impl Trainer {
         let sampler = SamplerKind::configured(
             "ddim",
             &SamplerSettings {
-                clip_sample: images.then_some(1.0),
+                x0_limit: if images {
+                    X0Limit::Clip(1.0)
+                } else {
+                    X0Limit::None
+                },
                 ..SamplerSettings::default()
             },
         )?;

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use burn::tensor::{DType, Device, Tensor};
-use diffuse_core::sampler::{DdimOptions, DdpmOptions, SamplerKind, SamplingPlan};
+use diffuse_core::noise::NoiseSource;
+use diffuse_core::sampler::{DdimOptions, DdpmOptions, SamplerKind, SamplingPlan, X0Limit};
 use diffuse_core::schedule::NoiseSchedule;
 use diffuse_core::tensor_ops::from_host_f64;
 use serde_json::Value;
@@ -48,18 +49,19 @@ pub fn tensor2(values: &Value, shape: [usize; 2], dtype: DType) -> Tensor<2> {
 
 /// The sampler a fixture case ran, from its diffusers scheduler config.
 pub fn sampler_of(sampler: &str, cfg: &Value) -> SamplerKind {
-    let clip_sample = cfg["clip_sample"]
-        .as_bool()
-        .unwrap()
-        .then(|| cfg["clip_sample_range"].as_f64().unwrap());
+    let x0_limit = if cfg["clip_sample"].as_bool().unwrap() {
+        X0Limit::Clip(cfg["clip_sample_range"].as_f64().unwrap())
+    } else {
+        X0Limit::None
+    };
     match sampler {
         "ddpm" => SamplerKind::Ddpm(DdpmOptions {
             variance: cfg["variance_type"].as_str().unwrap().parse().unwrap(),
-            clip_sample,
+            x0_limit,
         }),
         "ddim" => SamplerKind::Ddim(DdimOptions {
             eta: cfg["eta"].as_f64().unwrap(),
-            clip_sample,
+            x0_limit,
             set_alpha_to_one: cfg["set_alpha_to_one"].as_bool().unwrap(),
             use_clipped_model_output: cfg["use_clipped_model_output"].as_bool().unwrap(),
         }),
@@ -78,4 +80,29 @@ pub fn plan_of(case: &Value, schedule: &NoiseSchedule) -> SamplingPlan {
         cfg["steps_offset"].as_u64().unwrap() as usize,
     )
     .unwrap()
+}
+
+/// Step noise replayed from a fixture, in the order the reference implementation consumed it.
+pub struct Replay(pub std::vec::IntoIter<Vec<f64>>);
+
+impl Replay {
+    pub fn new(draws: &Value) -> Self {
+        let draws: Vec<Vec<f64>> = draws.as_array().unwrap().iter().map(floats).collect();
+        Self(draws.into_iter())
+    }
+
+    /// Whether every recorded draw was used.
+    pub fn exhausted(&mut self) -> bool {
+        self.0.next().is_none()
+    }
+}
+
+impl NoiseSource for Replay {
+    fn next_like<const D: usize>(&mut self, like: &Tensor<D>) -> Tensor<D> {
+        let values = self
+            .0
+            .next()
+            .expect("the sampler asked for more noise than the reference used");
+        from_host_f64(values, like.dims(), &like.device(), like.dtype())
+    }
 }
