@@ -151,8 +151,28 @@ fn bad_inputs_are_clear_errors() {
     };
     run(sample(MIXTURE, &["--steps", "2000"]), "exceed");
     run(
-        sample(MIXTURE, &["--sampler", "euler"]),
-        "unknown sampler 'euler'",
+        sample(MIXTURE, &["--sampler", "lms"]),
+        "unknown sampler 'lms'",
+    );
+    run(
+        sample(MIXTURE, &["--sampler", "dpmsolver++", "--steps", "1001"]),
+        "exceed the 1000 training timesteps",
+    );
+    run(
+        sample(MIXTURE, &["--sampler", "pndm", "--karras-sigmas"]),
+        "--karras-sigmas does not apply to the pndm sampler",
+    );
+    run(
+        sample(MIXTURE, &["--sampler", "unipc", "--solver-order", "5"]),
+        "solver order must be 1, 2 or 3",
+    );
+    run(
+        sample(MIXTURE, &["--guidance-scale", "3", "--class-labels", "0"]),
+        "class-conditional",
+    );
+    run(
+        sample(MIXTURE, &["--sampler", "euler", "--parallel"]),
+        "parallel sampling supports ddpm, ddim and dpmsolver++",
     );
     run(
         sample(MIXTURE, &["--sampler", "ddpm", "--eta", "1"]),
@@ -192,6 +212,65 @@ fn bad_inputs_are_clear_errors() {
         "writing samples",
     );
     assert!(!Path::new(out).exists());
+}
+
+/// Every sampler runs from the command line on the mixture, and ParaDiGMS reports its rounds.
+#[test]
+fn every_sampler_runs_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.safetensors");
+    for sampler in [
+        "ddpm",
+        "ddim",
+        "dpmsolver++",
+        "dpmsolver++-sde",
+        "unipc",
+        "euler",
+        "euler-ancestral",
+        "heun",
+        "pndm",
+    ] {
+        let output = diffuse(&[
+            "sample",
+            "--gmm",
+            MIXTURE,
+            "--scheduler",
+            sampler,
+            "--steps",
+            "12",
+            "--n",
+            "3",
+            "--out-tensor",
+            out.to_str().unwrap(),
+        ]);
+        assert!(output.status.success(), "{sampler}: {}", stderr(&output));
+        let samples = &read_safetensors(&out).unwrap()["samples"];
+        assert_eq!(samples.shape, [3, 2], "{sampler}");
+        assert!(samples.values.iter().all(|v| v.is_finite()), "{sampler}");
+    }
+    let output = diffuse(&[
+        "sample",
+        "--gmm",
+        MIXTURE,
+        "--scheduler",
+        "dpmsolver++",
+        "--karras-sigmas",
+        "--steps",
+        "40",
+        "--n",
+        "3",
+        "--parallel",
+        "--window",
+        "10",
+        "--out-tensor",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("sequential rounds instead of 40"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

@@ -166,9 +166,18 @@ fn guidance_applies_only_inside_its_interval() {
     let everywhere = host(plain.predict(x.clone(), &t, Some(&labels)).unwrap());
     let ours = host(guided.predict(x, &t, Some(&labels)).unwrap());
     let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-12);
-    assert!(close(&ours[..4], &everywhere[..4]), "rows at t = 600 are guided");
-    assert!(close(&ours[4..], &c[4..]), "rows at t = 100 and 900 are not");
-    assert!(!close(&ours[..4], &c[..4]), "guidance changes the guided rows");
+    assert!(
+        close(&ours[..4], &everywhere[..4]),
+        "rows at t = 600 are guided"
+    );
+    assert!(
+        close(&ours[4..], &c[4..]),
+        "rows at t = 100 and 900 are not"
+    );
+    assert!(
+        !close(&ours[..4], &c[..4]),
+        "guidance changes the guided rows"
+    );
 }
 
 #[test]
