@@ -269,3 +269,98 @@ fn parallel_sampling_matches_sequential_in_fewer_rounds() {
         );
     }
 }
+
+/// The NFE table of docs/PERFORMANCE.md (not part of CI; run with
+/// `cargo test --release -p diffuse-core --test gmm_sampling -- --ignored --nocapture nfe_table`).
+/// Quality: the NLL gap (nats) of 2000 samples under the true mixture, minus that of 2000 exact
+/// draws (0 is perfect); for the ODE samplers also the RMS distance to a 1000-step
+/// DPM-Solver++ 3M solution from the same x_T. Trailing spacing, ε-prediction.
+#[test]
+#[ignore]
+fn nfe_table() {
+    use diffuse_core::sampler::PndmOptions;
+    use rand::SeedableRng;
+    let (denoiser, schedule) = setup(PredictionType::Epsilon);
+    let mixture = denoiser.mixture().clone();
+    let count = 2000;
+    let exact = mixture.sample(count, &mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
+    let exact_nll = -exact.iter().map(|x| mixture.log_density(x)).sum::<f64>() / count as f64;
+    let nll_gap = |samples: &[f64]| {
+        -samples
+            .chunks(2)
+            .map(|x| mixture.log_density(x))
+            .sum::<f64>()
+            / count as f64
+            - exact_nll
+    };
+    let run = |sampler: SamplerKind, steps| {
+        let plan =
+            SamplingPlan::new(sampler, &schedule, steps, TimestepSpacing::Trailing, 0).unwrap();
+        let nfe = plan.evaluations();
+        let samples = generate(
+            &denoiser,
+            &schedule,
+            &plan,
+            &[2],
+            &generation(count, count),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        (samples, nfe)
+    };
+    let (reference, _) = run(named("dpmsolver++", Some(3)), 1000);
+    let pndm = SamplerKind::Pndm(PndmOptions {
+        skip_prk_steps: true,
+        ..PndmOptions::default()
+    });
+    // (name, sampler, deterministic, steps for a given NFE budget)
+    let one = |nfe: usize| nfe;
+    let heun_steps = |nfe: usize| nfe.div_ceil(2);
+    let pndm_steps = |nfe: usize| nfe - 1;
+    let rows: Vec<(&str, SamplerKind, bool, &dyn Fn(usize) -> usize)> = vec![
+        ("ddpm", named("ddpm", None), false, &one),
+        ("ddim", named("ddim", None), true, &one),
+        ("dpmsolver++ 2M", named("dpmsolver++", Some(2)), true, &one),
+        ("dpmsolver++ 3M", named("dpmsolver++", Some(3)), true, &one),
+        (
+            "dpmsolver++-sde 2M",
+            named("dpmsolver++-sde", Some(2)),
+            false,
+            &one,
+        ),
+        ("unipc 2", named("unipc", Some(2)), true, &one),
+        ("unipc 3", named("unipc", Some(3)), true, &one),
+        ("euler", named("euler", None), true, &one),
+        (
+            "euler-ancestral",
+            named("euler-ancestral", None),
+            false,
+            &one,
+        ),
+        ("heun", named("heun", None), true, &heun_steps),
+        ("pndm (PLMS)", pndm, true, &pndm_steps),
+    ];
+    let budgets = [5, 10, 20, 50, 100, 1000];
+    println!(
+        "| sampler | {} |",
+        budgets.map(|b| format!("NFE {b}")).join(" | ")
+    );
+    println!("|---|{}", "---|".repeat(budgets.len()));
+    for (name, sampler, deterministic, steps_for) in rows {
+        let cells: Vec<String> = budgets
+            .iter()
+            .map(|&budget| {
+                let (samples, nfe) = run(sampler.clone(), steps_for(budget).max(1));
+                let mut cell = format!("{:.3}", nll_gap(&samples));
+                if deterministic {
+                    cell += &format!(" / {:.3}", rms_distance(&samples, &reference));
+                }
+                if nfe != budget {
+                    cell += &format!(" ({nfe})");
+                }
+                cell
+            })
+            .collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    }
+}
