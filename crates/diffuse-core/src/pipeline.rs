@@ -153,17 +153,16 @@ fn quote_python_constants(text: &str) -> String {
     let (mut in_string, mut escaped) = (false, false);
     let mut rest = text;
     while let Some(c) = rest.chars().next() {
-        if !in_string {
-            if let Some(token) = ["-Infinity", "Infinity", "NaN"]
+        if !in_string
+            && let Some(token) = ["-Infinity", "Infinity", "NaN"]
                 .into_iter()
                 .find(|t| rest.starts_with(t))
-            {
-                out.push('"');
-                out.push_str(token);
-                out.push('"');
-                rest = &rest[token.len()..];
-                continue;
-            }
+        {
+            out.push('"');
+            out.push_str(token);
+            out.push('"');
+            rest = &rest[token.len()..];
+            continue;
         }
         match c {
             '"' if !escaped => in_string = !in_string,
@@ -273,10 +272,10 @@ impl SchedulerConfig {
                 return unsupported(field, v);
             }
         }
-        if let Some(v) = f.algorithm_type.as_deref() {
-            if !matches!(v, "dpmsolver++" | "sde-dpmsolver++") {
-                return unsupported("algorithm_type", &v);
-            }
+        if let Some(v) = f.algorithm_type.as_deref()
+            && !matches!(v, "dpmsolver++" | "sde-dpmsolver++")
+        {
+            return unsupported("algorithm_type", &v);
         }
         if f.predict_x0 == Some(false) {
             return unsupported("predict_x0", &false);
@@ -287,10 +286,10 @@ impl SchedulerConfig {
         if let Some(v) = f.timestep_type.as_deref().filter(|v| *v != "discrete") {
             return unsupported("timestep_type", &v);
         }
-        if let Some(v) = &self.variance_type {
-            if self.class_name != "DDPMScheduler" || v.parse::<DdpmVariance>().is_err() {
-                return unsupported("variance_type", v);
-            }
+        if let Some(v) = &self.variance_type
+            && (self.class_name != "DDPMScheduler" || v.parse::<DdpmVariance>().is_err())
+        {
+            return unsupported("variance_type", v);
         }
         self.prediction()?;
         self.spacing()?;

@@ -604,16 +604,16 @@ pub fn generate_parallel<const D: usize>(
     Ok((samples, total))
 }
 
+/// Samples one batch from its z, class labels and noise streams.
+type BatchSampler<'a, const D: usize> =
+    dyn FnMut(Tensor<D>, Option<&[usize]>, &mut SeededNoise) -> Result<Tensor<D>> + 'a;
+
 /// The batch loop shared by [`generate`] and [`generate_parallel`]: checks the config, draws (or
 /// takes) each batch's z and noise streams, runs `sample_batch`, and collects the results.
 fn in_batches<const D: usize>(
     item_shape: &[usize],
     config: &GenerationConfig,
-    sample_batch: &mut dyn FnMut(
-        Tensor<D>,
-        Option<&[usize]>,
-        &mut SeededNoise,
-    ) -> Result<Tensor<D>>,
+    sample_batch: &mut BatchSampler<'_, D>,
 ) -> Result<Vec<f64>> {
     if item_shape.len() + 1 != D {
         return Err(DiffuseError::config(format!(

@@ -56,6 +56,7 @@ impl ParallelReport {
 }
 
 /// The one-step map x_i → x_{i+1} of a sampler, evaluated for every step of the window.
+#[allow(clippy::too_many_arguments)]
 fn step_map<const D: usize>(
     plan: &SamplingPlan,
     schedule: &NoiseSchedule,

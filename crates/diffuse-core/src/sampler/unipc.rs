@@ -229,8 +229,9 @@ fn solve(a: &[Vec<f64>], b: &[f64]) -> Vec<f64> {
         m.swap(col, pivot);
         for row in col + 1..n {
             let factor = m[row][col] / m[col][col];
-            for k in col..=n {
-                m[row][k] -= factor * m[col][k];
+            let pivot_row = m[col].clone();
+            for (value, pivot_value) in m[row].iter_mut().zip(pivot_row).skip(col) {
+                *value -= factor * pivot_value;
             }
         }
     }
