@@ -314,31 +314,32 @@ fn nfe_table() {
         ..PndmOptions::default()
     });
     // (name, sampler, deterministic, steps for a given NFE budget)
-    let one = |nfe: usize| nfe;
-    let heun_steps = |nfe: usize| nfe.div_ceil(2);
-    let pndm_steps = |nfe: usize| nfe - 1;
-    let rows: Vec<(&str, SamplerKind, bool, &dyn Fn(usize) -> usize)> = vec![
-        ("ddpm", named("ddpm", None), false, &one),
-        ("ddim", named("ddim", None), true, &one),
-        ("dpmsolver++ 2M", named("dpmsolver++", Some(2)), true, &one),
-        ("dpmsolver++ 3M", named("dpmsolver++", Some(3)), true, &one),
+    type StepsFor = fn(usize) -> usize;
+    let one: StepsFor = |nfe| nfe;
+    let heun_steps: StepsFor = |nfe| nfe.div_ceil(2);
+    let pndm_steps: StepsFor = |nfe| nfe - 1;
+    let rows: Vec<(&str, SamplerKind, bool, StepsFor)> = vec![
+        ("ddpm", named("ddpm", None), false, one),
+        ("ddim", named("ddim", None), true, one),
+        ("dpmsolver++ 2M", named("dpmsolver++", Some(2)), true, one),
+        ("dpmsolver++ 3M", named("dpmsolver++", Some(3)), true, one),
         (
             "dpmsolver++-sde 2M",
             named("dpmsolver++-sde", Some(2)),
             false,
-            &one,
+            one,
         ),
-        ("unipc 2", named("unipc", Some(2)), true, &one),
-        ("unipc 3", named("unipc", Some(3)), true, &one),
-        ("euler", named("euler", None), true, &one),
+        ("unipc 2", named("unipc", Some(2)), true, one),
+        ("unipc 3", named("unipc", Some(3)), true, one),
+        ("euler", named("euler", None), true, one),
         (
             "euler-ancestral",
             named("euler-ancestral", None),
             false,
-            &one,
+            one,
         ),
-        ("heun", named("heun", None), true, &heun_steps),
-        ("pndm (PLMS)", pndm, true, &pndm_steps),
+        ("heun", named("heun", None), true, heun_steps),
+        ("pndm (PLMS)", pndm, true, pndm_steps),
     ];
     let budgets = [5, 10, 20, 50, 100, 1000];
     println!(
