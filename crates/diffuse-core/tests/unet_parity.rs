@@ -183,11 +183,11 @@ fn damaged_folders_give_errors_that_say_what_is_wrong() {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
         &path,
-        text.replace("\"thresholding\": false", "\"thresholding\": true"),
+        text.replace("\"fixed_small\"", "\"learned_range\""),
     )
     .unwrap();
     let err = load_error(dir.path());
-    assert!(err.contains("thresholding"), "{err}");
+    assert!(err.contains("variance_type"), "{err}");
 
     // One weight stored as integers.
     let dir = scratch_copy("attn2_rgb");
