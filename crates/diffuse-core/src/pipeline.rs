@@ -365,11 +365,6 @@ impl SchedulerConfig {
             "heun" => !self.thresholding,
             _ => false,
         };
-        let karras_capable = matches!(
-            name,
-            "dpmsolver++" | "dpmsolver++-sde" | "unipc" | "euler" | "heun"
-        );
-        let ordered = matches!(name, "dpmsolver++" | "dpmsolver++-sde" | "unipc");
         let settings = SamplerSettings {
             eta: overrides.eta,
             x0_limit: overrides.x0_limit.unwrap_or(if limit_applies {
@@ -384,12 +379,14 @@ impl SchedulerConfig {
             set_alpha_to_one: self
                 .set_alpha_to_one
                 .filter(|_| matches!(name, "ddim" | "pndm")),
-            karras_sigmas: overrides
-                .karras_sigmas
-                .unwrap_or(karras_capable && self.solver.use_karras_sigmas == Some(true)),
-            solver_order: overrides
+            karras_sigmas: overrides.karras_sigmas.unwrap_or(
+                SamplerKind::takes_karras_sigmas(name)
+                    && self.solver.use_karras_sigmas == Some(true),
+            ),
+            solver_order: overrides.solver_order.or(self
+                .solver
                 .solver_order
-                .or(self.solver.solver_order.filter(|_| ordered)),
+                .filter(|_| SamplerKind::takes_solver_order(name))),
         };
         let name = match (name, self.solver.algorithm_type.as_deref()) {
             ("dpmsolver++", Some("sde-dpmsolver++")) if native == "dpmsolver++" => {

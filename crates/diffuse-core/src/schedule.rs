@@ -151,7 +151,7 @@ impl BetaSchedule {
 }
 
 /// `n` evenly spaced values from `start` to `end` inclusive (torch/numpy `linspace`).
-fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
+pub(crate) fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
     if n == 1 {
         return vec![start];
     }
@@ -390,6 +390,30 @@ impl TimestepSpacing {
     }
 }
 
+/// Checks that N inference steps fit a schedule of T training steps.
+pub(crate) fn check_inference_steps(num_train_timesteps: usize, n: usize) -> Result<()> {
+    if n == 0 {
+        return Err(DiffuseError::config(
+            "the number of inference steps must be at least 1",
+        ));
+    }
+    if n > num_train_timesteps {
+        return Err(DiffuseError::config(format!(
+            "{n} inference steps exceed the {num_train_timesteps} training timesteps of the schedule"
+        )));
+    }
+    Ok(())
+}
+
+/// numpy's `arange(start, 0, -step).round()`: its length and increment are computed like this.
+pub(crate) fn descending_arange_rounded(start: f64, step: f64) -> Vec<f64> {
+    let len = (start / step).ceil() as usize;
+    let delta = (start - step) - start;
+    (0..len)
+        .map(|i| (start + i as f64 * delta).round_ties_even())
+        .collect()
+}
+
 /// The N inference timesteps, from noisiest to cleanest, exactly as diffusers 0.42's
 /// `DDPMScheduler.set_timesteps` / `DDIMScheduler.set_timesteps` compute them.
 pub fn inference_timesteps(
@@ -399,16 +423,7 @@ pub fn inference_timesteps(
     steps_offset: usize,
 ) -> Result<Vec<usize>> {
     let (t, n) = (num_train_timesteps, num_inference_steps);
-    if n == 0 {
-        return Err(DiffuseError::config(
-            "the number of inference steps must be at least 1",
-        ));
-    }
-    if n > t {
-        return Err(DiffuseError::config(format!(
-            "{n} inference steps exceed the {t} training timesteps of the schedule"
-        )));
-    }
+    check_inference_steps(t, n)?;
     let timesteps: Vec<usize> = match spacing {
         TimestepSpacing::Linspace => linspace(0.0, (t - 1) as f64, n)
             .into_iter()
@@ -419,15 +434,10 @@ pub fn inference_timesteps(
             let ratio = t / n;
             (0..n).rev().map(|i| i * ratio + steps_offset).collect()
         }
-        TimestepSpacing::Trailing => {
-            // numpy's arange(T, 0, -T/N): its length and its increment are computed like this.
-            let step = -(t as f64 / n as f64);
-            let len = ((0.0 - t as f64) / step).ceil() as usize;
-            let delta = (t as f64 + step) - t as f64;
-            (0..len)
-                .map(|i| (t as f64 + i as f64 * delta).round_ties_even() as usize - 1)
-                .collect()
-        }
+        TimestepSpacing::Trailing => descending_arange_rounded(t as f64, t as f64 / n as f64)
+            .into_iter()
+            .map(|v| v as usize - 1)
+            .collect(),
     };
     if let Some(&bad) = timesteps.iter().find(|&&ts| ts >= t) {
         return Err(DiffuseError::config(format!(

@@ -4,7 +4,10 @@
 //! σ here is the k-diffusion noise level σ_t = √((1 − ᾱ_t)/ᾱ_t) of x_t/√ᾱ_t.
 
 use crate::error::{DiffuseError, Result};
-use crate::schedule::{NoiseSchedule, TimestepSpacing};
+use crate::schedule::{
+    NoiseSchedule, TimestepSpacing, check_inference_steps, descending_arange_rounded,
+    inference_timesteps, linspace,
+};
 
 /// The smallest ᾱ the σ-based samplers accept: at ᾱ_T = 0 (zero terminal SNR) σ would be
 /// infinite, so diffusers' Euler scheduler substitutes 2⁻²⁴ and so do we.
@@ -68,38 +71,6 @@ pub fn schedule_sigmas(schedule: &NoiseSchedule) -> Vec<f64> {
         .collect()
 }
 
-/// `n` evenly spaced values from `start` to `end` inclusive (numpy `linspace`).
-pub(crate) fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
-    if n == 1 {
-        return vec![start];
-    }
-    let step = (end - start) / (n - 1) as f64;
-    (0..n).map(|i| start + i as f64 * step).collect()
-}
-
-/// numpy's `arange(start, 0, -step).round()`: its length and increment are computed like this.
-fn descending_arange_rounded(start: f64, step: f64) -> Vec<f64> {
-    let len = (start / step).ceil() as usize;
-    let delta = (start - step) - start;
-    (0..len)
-        .map(|i| (start + i as f64 * delta).round_ties_even())
-        .collect()
-}
-
-fn check_steps(num_train_timesteps: usize, n: usize) -> Result<()> {
-    if n == 0 {
-        return Err(DiffuseError::config(
-            "the number of inference steps must be at least 1",
-        ));
-    }
-    if n > num_train_timesteps {
-        return Err(DiffuseError::config(format!(
-            "{n} inference steps exceed the {num_train_timesteps} training timesteps of the schedule"
-        )));
-    }
-    Ok(())
-}
-
 /// Timesteps of the multistep solvers (diffusers' `DPMSolverMultistepScheduler` and
 /// `UniPCMultistepScheduler`): N + 1 points are spaced and the last dropped, so the solver ends
 /// at σ = 0 instead of at timestep 0. `last_timestep` is T, or lower when λ is clipped.
@@ -110,7 +81,7 @@ pub fn solver_timesteps(
     spacing: TimestepSpacing,
     steps_offset: usize,
 ) -> Result<Vec<f64>> {
-    check_steps(num_train_timesteps, n)?;
+    check_inference_steps(num_train_timesteps, n)?;
     let timesteps: Vec<f64> = match spacing {
         TimestepSpacing::Linspace => linspace(0.0, last_timestep as f64 - 1.0, n + 1)
             .into_iter()
@@ -137,38 +108,29 @@ pub fn solver_timesteps(
 }
 
 /// Timesteps of the σ-based samplers (diffusers' Euler, Euler ancestral and Heun schedulers):
-/// like DDIM's, except that linspace spacing is not rounded.
+/// DDIM's, except that linspace spacing is not rounded (and is built in float32, as diffusers does).
 pub fn sigma_sampler_timesteps(
     num_train_timesteps: usize,
     n: usize,
     spacing: TimestepSpacing,
     steps_offset: usize,
 ) -> Result<Vec<f64>> {
-    check_steps(num_train_timesteps, n)?;
-    let t = num_train_timesteps;
-    let timesteps: Vec<f64> = match spacing {
+    match spacing {
         TimestepSpacing::Linspace => {
-            // diffusers builds these in float32.
-            linspace(0.0, (t - 1) as f64, n)
+            check_inference_steps(num_train_timesteps, n)?;
+            Ok(linspace(0.0, (num_train_timesteps - 1) as f64, n)
                 .into_iter()
                 .rev()
                 .map(|v| v as f32 as f64)
-                .collect()
+                .collect())
         }
-        TimestepSpacing::Leading => {
-            let ratio = t / n;
-            (0..n)
-                .rev()
-                .map(|i| (i * ratio + steps_offset) as f64)
-                .collect()
-        }
-        TimestepSpacing::Trailing => descending_arange_rounded(t as f64, t as f64 / n as f64)
-            .into_iter()
-            .map(|v| v - 1.0)
-            .collect(),
-    };
-    check_in_range(&timesteps, num_train_timesteps)?;
-    Ok(timesteps)
+        _ => Ok(
+            inference_timesteps(num_train_timesteps, n, spacing, steps_offset)?
+                .into_iter()
+                .map(|t| t as f64)
+                .collect(),
+        ),
+    }
 }
 
 fn check_in_range(timesteps: &[f64], num_train_timesteps: usize) -> Result<()> {

@@ -106,12 +106,11 @@ impl SamplerKind {
             }
         };
         reject("eta (--eta)", settings.eta.is_some() && name != "ddim")?;
-        let karras_capable = matches!(
-            name,
-            "dpmsolver++" | "dpmsolver++-sde" | "unipc" | "euler" | "heun"
-        );
-        reject("--karras-sigmas", settings.karras_sigmas && !karras_capable)?;
-        let ordered = matches!(name, "dpmsolver++" | "dpmsolver++-sde" | "unipc");
+        reject(
+            "--karras-sigmas",
+            settings.karras_sigmas && !Self::takes_karras_sigmas(name),
+        )?;
+        let ordered = Self::takes_solver_order(name);
         reject(
             "--solver-order",
             settings.solver_order.is_some() && !ordered,
@@ -186,6 +185,19 @@ impl SamplerKind {
                 });
             }
         })
+    }
+
+    /// Whether the sampler named `name` can space its σ as Karras et al. do.
+    pub fn takes_karras_sigmas(name: &str) -> bool {
+        matches!(
+            name,
+            "dpmsolver++" | "dpmsolver++-sde" | "unipc" | "euler" | "heun"
+        )
+    }
+
+    /// Whether the sampler named `name` has a solver order.
+    pub fn takes_solver_order(name: &str) -> bool {
+        matches!(name, "dpmsolver++" | "dpmsolver++-sde" | "unipc")
     }
 
     /// The sampler's name as the CLI spells it.
@@ -400,30 +412,33 @@ impl<'a, const D: usize> SamplerRun<'a, D> {
         let z = plan.needs_noise(index).then(|| noise.next_like(&sample));
         let pt = self.prediction_type;
         let sigmas = &plan.sigmas;
-        let n = plan.timesteps.len();
         Ok(match &plan.sampler {
-            SamplerKind::Ddpm(o) => {
-                let t = plan.timesteps[index] as usize;
-                let prev = plan.prev_timestep(index);
-                ddpm_step(self.schedule, t, prev, pt, o, model_output, sample, z)?.prev_sample
-            }
-            SamplerKind::Ddim(o) => {
-                let t = plan.timesteps[index] as usize;
-                let prev = plan.prev_timestep(index);
-                ddim_step(self.schedule, t, prev, pt, o, model_output, sample, z)?.prev_sample
+            SamplerKind::Ddpm(_) | SamplerKind::Ddim(_) => {
+                explicit_step(plan, self.schedule, pt, index, sample, model_output, &[], z)?
             }
             SamplerKind::DpmSolver(o) => {
-                let x0 =
-                    o.x0_limit
-                        .apply(vp_x0(pt, model_output, sample.clone(), sigmas[index]))?;
+                let x0 = solver_x0(
+                    pt,
+                    &o.x0_limit,
+                    model_output.clone(),
+                    sample.clone(),
+                    sigmas[index],
+                )?;
                 self.remember(x0, o.order);
-                let order = o.order_at(index, n);
-                dpm_solver_update(o, sigmas, index, order, sample, &self.x0_history, z)
+                let history = &self.x0_history;
+                explicit_step(
+                    plan,
+                    self.schedule,
+                    pt,
+                    index,
+                    sample,
+                    model_output,
+                    history,
+                    z,
+                )?
             }
             SamplerKind::UniPc(o) => {
-                let x0 =
-                    o.x0_limit
-                        .apply(vp_x0(pt, model_output, sample.clone(), sigmas[index]))?;
+                let x0 = solver_x0(pt, &o.x0_limit, model_output, sample.clone(), sigmas[index])?;
                 let corrected = match self.last_sample.take() {
                     Some(last) if index > 0 && !o.disable_corrector.contains(&(index - 1)) => {
                         unipc::unipc_correct(
@@ -439,61 +454,38 @@ impl<'a, const D: usize> SamplerRun<'a, D> {
                     _ => sample,
                 };
                 self.remember(x0, o.order);
-                let order = o.order_at(index, n);
+                let order = o.order_at(index, plan.timesteps.len());
                 self.last_order = order;
                 self.last_sample = Some(corrected.clone());
                 unipc::unipc_predict(o.variant, sigmas, index, order, corrected, &self.x0_history)
             }
-            SamplerKind::Euler(o) => {
-                let x0 = o.x0_limit.apply(euler::sigma_x0(
-                    pt,
-                    model_output,
-                    sample.clone(),
-                    sigmas[index],
-                ))?;
-                euler::euler_step(sample, x0, sigmas[index], sigmas[index + 1])
-            }
-            SamplerKind::EulerAncestral(o) => {
-                let x0 = o.x0_limit.apply(euler::sigma_x0(
-                    pt,
-                    model_output,
-                    sample.clone(),
-                    sigmas[index],
-                ))?;
-                let z = z.expect("Euler ancestral always draws noise");
-                euler::euler_ancestral_step(sample, x0, sigmas[index], sigmas[index + 1], z)
-            }
-            SamplerKind::Heun(o) => match self.heun.take() {
-                None => {
-                    let x0 = o.x0_limit.apply(euler::sigma_x0(
-                        pt,
-                        model_output,
-                        sample.clone(),
-                        sigmas[index],
-                    ))?;
-                    let (predicted, pending) =
-                        euler::heun_predict(sample, x0, sigmas[index], sigmas[index + 1]);
-                    self.heun = Some(pending);
-                    predicted
+            SamplerKind::Euler(o) | SamplerKind::EulerAncestral(o) | SamplerKind::Heun(o) => {
+                let (sigma, sigma_next) = (sigmas[index], sigmas[index + 1]);
+                let x0 =
+                    o.x0_limit
+                        .apply(euler::sigma_x0(pt, model_output, sample.clone(), sigma))?;
+                match (&plan.sampler, self.heun.take()) {
+                    (SamplerKind::Euler(_), _) => euler::euler_step(sample, x0, sigma, sigma_next),
+                    (SamplerKind::EulerAncestral(_), _) => {
+                        let z = z.expect("Euler ancestral always draws noise");
+                        euler::euler_ancestral_step(sample, x0, sigma, sigma_next, z)
+                    }
+                    // Heun: an Euler predictor, then (at the repeated σ) the trapezoidal correction.
+                    (_, None) => {
+                        let (predicted, pending) =
+                            euler::heun_predict(sample, x0, sigma, sigma_next);
+                        self.heun = Some(pending);
+                        predicted
+                    }
+                    (_, Some(pending)) => euler::heun_correct(pending, sample, x0, sigma),
                 }
-                Some(pending) => {
-                    let sigma = sigmas[index];
-                    let x0 = o.x0_limit.apply(euler::sigma_x0(
-                        pt,
-                        model_output,
-                        sample.clone(),
-                        sigma,
-                    ))?;
-                    euler::heun_correct(pending, sample, x0, sigma)
-                }
-            },
+            }
             SamplerKind::Pndm(o) => {
-                let timesteps: Vec<i64> = plan.timesteps.iter().map(|&t| t as i64).collect();
                 let ctx = PndmContext {
                     schedule: self.schedule,
                     options: o,
                     prediction_type: pt,
-                    timesteps: &timesteps,
+                    timesteps: &plan.timesteps,
                     prk_len: plan.prk_evaluations,
                     num_inference_steps: plan.num_inference_steps,
                 };
@@ -502,6 +494,48 @@ impl<'a, const D: usize> SamplerRun<'a, D> {
             }
         })
     }
+}
+
+/// x̂_0 as DPM-Solver++ and UniPC form it: from the model output at σ on the VP sample, limited.
+fn solver_x0<const D: usize>(
+    prediction_type: PredictionType,
+    limit: &X0Limit,
+    model_output: Tensor<D>,
+    sample: Tensor<D>,
+    sigma: f64,
+) -> Result<Tensor<D>> {
+    limit.apply(vp_x0(prediction_type, model_output, sample, sigma))
+}
+
+/// One step of the samplers whose update is a pure function of x, the model output and the x̂_0
+/// history (DDPM, DDIM, DPM-Solver++): the sequential loop and ParaDiGMS's Picard rounds share it.
+#[allow(clippy::too_many_arguments)]
+fn explicit_step<const D: usize>(
+    plan: &SamplingPlan,
+    schedule: &NoiseSchedule,
+    prediction_type: PredictionType,
+    index: usize,
+    x: Tensor<D>,
+    model_output: Tensor<D>,
+    x0_history: &[Tensor<D>],
+    noise: Option<Tensor<D>>,
+) -> Result<Tensor<D>> {
+    let t = plan.timesteps[index] as usize;
+    let prev = plan.prev_timestep(index);
+    let pt = prediction_type;
+    Ok(match &plan.sampler {
+        SamplerKind::Ddpm(o) => {
+            ddpm_step(schedule, t, prev, pt, o, model_output, x, noise)?.prev_sample
+        }
+        SamplerKind::Ddim(o) => {
+            ddim_step(schedule, t, prev, pt, o, model_output, x, noise)?.prev_sample
+        }
+        SamplerKind::DpmSolver(o) => {
+            let order = o.order_at(index, plan.timesteps.len());
+            dpm_solver_update(o, &plan.sigmas, index, order, x, x0_history, noise)
+        }
+        other => unreachable!("{} keeps state between steps", other.name()),
+    })
 }
 
 fn check_plan(plan: &SamplingPlan, schedule: &NoiseSchedule) -> Result<()> {

@@ -7,9 +7,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{
-    SamplerKind, SamplingPlan, check_plan, ddim_step, ddpm_step, dpm_solver_update, vp_x0,
-};
+use super::{SamplerKind, SamplingPlan, check_plan, explicit_step, solver_x0};
 use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
 use crate::noise::NoiseSource;
@@ -53,55 +51,6 @@ impl ParallelReport {
         self.evaluations += other.evaluations;
         self.sequential_evaluations += other.sequential_evaluations;
     }
-}
-
-/// The one-step map x_i → x_{i+1} of a sampler, evaluated for every step of the window.
-#[allow(clippy::too_many_arguments)]
-fn step_map<const D: usize>(
-    plan: &SamplingPlan,
-    schedule: &NoiseSchedule,
-    prediction_type: crate::forward::PredictionType,
-    index: usize,
-    x: Tensor<D>,
-    model_output: Tensor<D>,
-    x0_history: &[Tensor<D>],
-    noise: Option<Tensor<D>>,
-) -> Result<Tensor<D>> {
-    let t = plan.timesteps[index] as usize;
-    let prev = plan.prev_timestep(index);
-    Ok(match &plan.sampler {
-        SamplerKind::Ddpm(o) => {
-            ddpm_step(
-                schedule,
-                t,
-                prev,
-                prediction_type,
-                o,
-                model_output,
-                x,
-                noise,
-            )?
-            .prev_sample
-        }
-        SamplerKind::Ddim(o) => {
-            ddim_step(
-                schedule,
-                t,
-                prev,
-                prediction_type,
-                o,
-                model_output,
-                x,
-                noise,
-            )?
-            .prev_sample
-        }
-        SamplerKind::DpmSolver(o) => {
-            let order = o.order_at(index, plan.timesteps.len());
-            dpm_solver_update(o, &plan.sigmas, index, order, x, x0_history, noise)
-        }
-        other => unreachable!("{} was rejected before sampling", other.name()),
-    })
 }
 
 /// Runs `plan` by Picard iteration from unit-normal `z`, with all step noise drawn up front in
@@ -170,12 +119,13 @@ pub fn sample_parallel<const D: usize>(
             let output = outputs.clone().narrow(0, (j - start) * batch, batch);
             let history: Vec<Tensor<D>> = match &plan.sampler {
                 SamplerKind::DpmSolver(o) => {
-                    let x0 = o.x0_limit.apply(vp_x0(
+                    let x0 = solver_x0(
                         prediction_type,
+                        &o.x0_limit,
                         output.clone(),
                         xs[j].clone(),
                         plan.sigmas[j],
-                    ))?;
+                    )?;
                     window_x0s.push(x0);
                     (j.saturating_sub(2)..=j)
                         .map(|i| {
@@ -189,7 +139,7 @@ pub fn sample_parallel<const D: usize>(
                 }
                 _ => Vec::new(),
             };
-            let next = step_map(
+            let next = explicit_step(
                 plan,
                 schedule,
                 prediction_type,

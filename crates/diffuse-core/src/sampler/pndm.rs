@@ -112,7 +112,8 @@ pub struct PndmContext<'a> {
     pub schedule: &'a NoiseSchedule,
     pub options: &'a PndmOptions,
     pub prediction_type: PredictionType,
-    pub timesteps: &'a [i64],
+    /// Every evaluation's timestep (integers).
+    pub timesteps: &'a [f64],
     pub prk_len: usize,
     pub num_inference_steps: usize,
 }
@@ -181,7 +182,7 @@ impl<const D: usize> PndmState<D> {
             ctx.stride() / 2
         };
         let prev_t = timestep - diff_to_prev;
-        let t = ctx.timesteps[self.counter / 4 * 4];
+        let t = ctx.timesteps[self.counter / 4 * 4] as i64;
         let accumulate = |acc: Option<Tensor<D>>, term: Tensor<D>| match acc {
             Some(a) => a + term,
             None => term,
