@@ -32,6 +32,9 @@ enum Command {
     Sample(Box<commands::sample::SampleCommand>),
     /// Train a model on images, a CSV or a toy set; the run folder becomes a diffusers pipeline.
     Train(Box<commands::train::TrainCommand>),
+    /// Train a noise-aware image classifier p(y | x_t, t) for classifier guidance and
+    /// evaluation; prints its test accuracy on clean and noised images.
+    TrainClassifier(Box<commands::train_classifier::TrainClassifierCommand>),
     /// Measure throughput (U-Net forward passes, training steps) for comparison with PyTorch.
     Bench(commands::bench::BenchCommand),
     /// The built-in demo: train a class-conditional U-Net on Fashion-MNIST for a few minutes on
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Schedule(cmd) => cmd.run(),
         Command::Sample(cmd) => cmd.run(),
         Command::Train(cmd) => cmd.run(),
+        Command::TrainClassifier(cmd) => cmd.run(),
         Command::Demo(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
     };

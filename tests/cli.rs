@@ -98,6 +98,7 @@ fn help_explains_every_subcommand() {
         vec!["sample", "--help"],
         vec!["demo", "--help"],
         vec!["train", "--help"],
+        vec!["train-classifier", "--help"],
         vec!["bench", "train", "--help"],
     ] {
         let out = diffuse(&sub);
@@ -579,4 +580,55 @@ fn bench_train_prints_throughput_json() {
     assert!(json["images_per_second"].as_f64().unwrap() > 0.0);
     assert!(json["peak_rss_bytes"].as_u64().unwrap() > 0);
     assert_eq!(json["batch_size"], 4);
+}
+
+#[test]
+fn train_classifier_writes_a_classifier_and_its_accuracies() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("classifier");
+    let args = [
+        "train-classifier",
+        "--dataset",
+        "mnist",
+        "--steps",
+        "5",
+        "--batch-size",
+        "16",
+        "--channels",
+        "8,16",
+        "--eval-samples",
+        "64",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let run = diffuse(&args);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("t =    0 (clean)"));
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["step"], 5);
+    assert_eq!(summary["eval_samples"], 64);
+    let accuracy = summary["accuracy"].as_array().unwrap();
+    let timesteps: Vec<u64> = accuracy
+        .iter()
+        .map(|a| a["timestep"].as_u64().unwrap())
+        .collect();
+    assert_eq!(timesteps, [0, 250, 500, 750]);
+    assert!(accuracy.iter().all(|a| {
+        let p = a["accuracy"].as_f64().unwrap();
+        (0.0..=1.0).contains(&p)
+    }));
+    assert!(out.join("config.json").is_file() && out.join("model.safetensors").is_file());
+
+    assert_clean_error(&args, "already holds a classifier");
+    assert_clean_error(
+        &[
+            "train-classifier",
+            "--dataset",
+            "toy:moons",
+            "--out",
+            dir.path().join("other").to_str().unwrap(),
+        ],
+        "vector data",
+    );
 }

@@ -3,6 +3,7 @@ pub mod demo;
 pub mod sample;
 pub mod schedule;
 pub mod train;
+pub mod train_classifier;
 
 use indicatif::{ProgressBar, ProgressStyle};
 

@@ -5,8 +5,10 @@
 //! into samples, with [`noise`] seeded per sample. [`gmm`] is an exact denoiser for
 //! Gaussian-mixture data, used to test samplers without model error. [`nn`] holds the networks
 //! (a diffusers-compatible U-Net) and [`pipeline`] reads and writes diffusers pipeline folders.
+//! [`classifier`] is a noise-aware image classifier for classifier guidance and evaluation.
 
 pub mod bench;
+pub mod classifier;
 pub mod config;
 pub mod data;
 pub mod denoiser;

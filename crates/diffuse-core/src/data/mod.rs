@@ -97,6 +97,31 @@ impl Dataset {
         &self.values[index * n..(index + 1) * n]
     }
 
+    /// The samples at `indices`, in that order, with their labels and the same class names.
+    pub fn subset(&self, indices: &[usize]) -> Result<Self> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
+            return Err(DiffuseError::config(format!(
+                "sample {bad} is outside a dataset of {}",
+                self.len()
+            )));
+        }
+        let values = indices
+            .iter()
+            .flat_map(|&i| self.sample(i).iter().copied())
+            .collect();
+        let labels = self
+            .labels
+            .as_ref()
+            .map(|all| indices.iter().map(|&i| all[i]).collect());
+        Self::new(
+            self.sample_shape,
+            values,
+            labels,
+            self.class_names.clone(),
+            self.kind,
+        )
+    }
+
     /// Number of classes (0 when the data has no labels).
     pub fn num_classes(&self) -> usize {
         if self.labels.is_some() {
@@ -212,5 +237,29 @@ impl DatasetSource {
             Self::Csv(path) => csv::load(path),
             Self::Toy(set) => set.sample(options.toy_samples, options.seed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsets_keep_labels_and_refuse_bad_indices() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        let data = Dataset::new(
+            [1, 1, 2],
+            vec![0.0, 0.1, 1.0, 1.1, 2.0, 2.1],
+            Some(vec![0, 1, 0]),
+            names,
+            DataKind::Images,
+        )
+        .unwrap();
+        let picked = data.subset(&[2, 1]).unwrap();
+        assert_eq!(picked.values, [2.0, 2.1, 1.0, 1.1]);
+        assert_eq!(picked.labels, Some(vec![0, 1]));
+        assert_eq!(picked.class_names, data.class_names);
+        assert!(data.subset(&[3]).is_err());
+        assert!(data.subset(&[]).is_err());
     }
 }

@@ -32,14 +32,18 @@ pub struct CleanBatch<'a> {
 }
 
 /// t ~ U{0, …, T−1}, one per sample (Algorithm 1, line 3).
-fn draw_timesteps(rng: &mut ChaCha8Rng, batch: usize, num_train_timesteps: usize) -> Vec<usize> {
+pub(crate) fn draw_timesteps(
+    rng: &mut ChaCha8Rng,
+    batch: usize,
+    num_train_timesteps: usize,
+) -> Vec<usize> {
     (0..batch)
         .map(|_| rng.random_range(0..num_train_timesteps))
         .collect()
 }
 
 /// ε ~ N(0, I) (Algorithm 1, line 4), plus `offset` × one N(0, 1) draw per sample and channel.
-fn draw_noise(rng: &mut ChaCha8Rng, shape: [usize; 4], offset: f64) -> Vec<f32> {
+pub(crate) fn draw_noise(rng: &mut ChaCha8Rng, shape: [usize; 4], offset: f64) -> Vec<f32> {
     let [b, c, h, w] = shape;
     let mut noise: Vec<f32> = (0..b * c * h * w)
         .map(|_| rng.sample::<f32, _>(StandardNormal))
