@@ -6,7 +6,9 @@ use diffuse_core::Result;
 use diffuse_core::denoiser::Denoiser;
 use diffuse_core::forward::PredictionType;
 use diffuse_core::gmm::{GaussianMixture, GmmDenoiser};
-use diffuse_core::guidance::{CfgSettings, ClassifierFreeGuidance};
+use diffuse_core::guidance::{
+    CfgSettings, ClassGradient, ClassifierFreeGuidance, ClassifierGuidance,
+};
 use diffuse_core::schedule::{BetaSchedule, NoiseSchedule};
 use diffuse_core::tensor_ops::{from_host_f64, to_host_f64};
 
@@ -22,18 +24,7 @@ impl ClassMixture {
     fn new(schedule: &NoiseSchedule) -> Self {
         let mixture = GaussianMixture::from_json(THREE_BLOBS).unwrap();
         let classes = (0..mixture.weights().len())
-            .map(|k| {
-                let spec = format!(
-                    r#"{{"weights":[1],"means":[{:?}],"stds":[{:?}]}}"#,
-                    mixture.means()[k],
-                    mixture.stds()[k]
-                );
-                GmmDenoiser::new(
-                    GaussianMixture::from_json(&spec).unwrap(),
-                    schedule.clone(),
-                    PredictionType::Epsilon,
-                )
-            })
+            .map(|k| component(&mixture, k, schedule, PredictionType::Epsilon))
             .collect();
         let unconditional = GmmDenoiser::new(mixture, schedule.clone(), PredictionType::Epsilon);
         Self {
@@ -41,6 +32,25 @@ impl ClassMixture {
             unconditional,
         }
     }
+}
+
+/// The exact denoiser of mixture component k alone: p(x | class k).
+fn component(
+    mixture: &GaussianMixture,
+    k: usize,
+    schedule: &NoiseSchedule,
+    prediction_type: PredictionType,
+) -> GmmDenoiser {
+    let spec = format!(
+        r#"{{"weights":[1],"means":[{:?}],"stds":[{:?}]}}"#,
+        mixture.means()[k],
+        mixture.stds()[k]
+    );
+    GmmDenoiser::new(
+        GaussianMixture::from_json(&spec).unwrap(),
+        schedule.clone(),
+        prediction_type,
+    )
 }
 
 impl Denoiser<2> for ClassMixture {
@@ -192,4 +202,100 @@ fn guidance_on_an_unconditional_model_is_an_error() {
     assert!(err.to_string().contains("class-conditional"), "{err}");
     let bad = ClassifierFreeGuidance::new(&model, &schedule, Some(0), cfg(3.0, 1.5, None));
     assert!(bad.is_err(), "φ outside [0, 1] is rejected");
+}
+
+/// The exact class posterior p(k | x_t) of the mixture, differentiated by hand: with
+/// x_t | k ~ N(a μ_k, diag(a² s_k² + σ²)), ∇ log p(k | x_t) = g_k − Σ_j p(j | x_t) g_j where
+/// g_j = −(x_t − a μ_j) / (a² s_j² + σ²).
+struct ExactClassPosterior<'a> {
+    mixture: &'a GaussianMixture,
+    schedule: &'a NoiseSchedule,
+}
+
+impl ClassGradient<2> for ExactClassPosterior<'_> {
+    fn log_prob_gradient(
+        &self,
+        x_t: Tensor<2>,
+        timesteps: &[f64],
+        labels: &[usize],
+    ) -> Result<Tensor<2>> {
+        let (device, dtype) = (x_t.device(), x_t.dtype());
+        let dim = self.mixture.dim();
+        let x = to_host_f64(x_t)?;
+        let mut gradient = Vec::with_capacity(x.len());
+        for (row, x) in x.chunks(dim).enumerate() {
+            let alpha_bar = self.schedule.alpha_bar_at(timesteps[row]);
+            let (a, sigma) = (alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt());
+            let posterior = self.mixture.responsibilities(x, a, sigma);
+            let score_of = |j: usize, d: usize| {
+                let (mu, s) = (self.mixture.means()[j][d], self.mixture.stds()[j][d]);
+                -(x[d] - a * mu) / (a * a * s * s + sigma * sigma)
+            };
+            gradient.extend((0..dim).map(|d| {
+                let mean_score: f64 = (0..posterior.len())
+                    .map(|j| posterior[j] * score_of(j, d))
+                    .sum();
+                score_of(labels[row], d) - mean_score
+            }));
+        }
+        Ok(from_host_f64(
+            gradient,
+            [timesteps.len(), dim],
+            &device,
+            dtype,
+        ))
+    }
+}
+
+/// By Bayes, ∇ log p(x_t | y) = ∇ log p(x_t) + ∇ log p(y | x_t): classifier guidance at scale 1
+/// with the exact class posterior turns the unconditional model into the conditional one, for
+/// every parameterisation; scale 0 leaves it unchanged.
+#[test]
+fn exact_classifier_guidance_at_scale_one_is_the_conditional_model() {
+    let (schedule, x, t, labels) = setup();
+    let mixture = GaussianMixture::from_json(THREE_BLOBS).unwrap();
+    let posterior = ExactClassPosterior {
+        mixture: &mixture,
+        schedule: &schedule,
+    };
+    for prediction_type in [
+        PredictionType::Epsilon,
+        PredictionType::Sample,
+        PredictionType::VPrediction,
+    ] {
+        let model = GmmDenoiser::new(mixture.clone(), schedule.clone(), prediction_type);
+        let unguided = host(model.predict(x.clone(), &t, None).unwrap());
+        let at = |scale: f64| {
+            let guided = ClassifierGuidance::new(&model, &posterior, &schedule, scale).unwrap();
+            host(guided.predict(x.clone(), &t, Some(&labels)).unwrap())
+        };
+        let (at_zero, at_one) = (at(0.0), at(1.0));
+        for (row, &label) in labels.iter().enumerate() {
+            let conditional = component(&mixture, label, &schedule, prediction_type);
+            let expected = host(
+                conditional
+                    .predict(x.clone().narrow(0, row, 1), &t[row..=row], None)
+                    .unwrap(),
+            );
+            let ours = &at_one[2 * row..2 * row + 2];
+            for (a, b) in ours.iter().zip(&expected) {
+                assert!(
+                    (a - b).abs() < 1e-9 * (1.0 + b.abs()),
+                    "{prediction_type:?} row {row}: {ours:?} vs {expected:?}"
+                );
+            }
+        }
+        assert!(
+            at_zero
+                .iter()
+                .zip(&unguided)
+                .all(|(a, b)| (a - b).abs() < 1e-12),
+            "{prediction_type:?}: scale 0 is the unguided model"
+        );
+    }
+    let model = GmmDenoiser::new(mixture.clone(), schedule.clone(), PredictionType::Epsilon);
+    assert!(ClassifierGuidance::new(&model, &posterior, &schedule, -1.0).is_err());
+    let guided = ClassifierGuidance::new(&model, &posterior, &schedule, 1.0).unwrap();
+    let err = guided.predict(x, &t, None).err().expect("needs labels");
+    assert!(err.to_string().contains("target class"), "{err}");
 }
