@@ -632,3 +632,158 @@ fn train_classifier_writes_a_classifier_and_its_accuracies() {
         "vector data",
     );
 }
+
+/// An image folder of two classes a classifier tells apart by brightness: `dark/` holds 8×8 gray
+/// images with pixels in [0, 0.3], `bright/` with pixels in [0.7, 1].
+fn brightness_classes(root: &Path) {
+    for (class, base) in [("dark", 0u8), ("bright", 178)] {
+        let folder = root.join(class);
+        std::fs::create_dir_all(&folder).unwrap();
+        for i in 0..24u32 {
+            let image = image::GrayImage::from_fn(8, 8, |x, y| {
+                image::Luma([base + ((x * 7 + y * 13 + i * 5) % 77) as u8])
+            });
+            image.save(folder.join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+fn mean(path: &Path) -> f64 {
+    let values = &read_safetensors(path).unwrap()["samples"].values;
+    values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64
+}
+
+#[test]
+fn classifier_guidance_steers_samples_towards_the_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    brightness_classes(&data);
+    let classifier = dir.path().join("classifier");
+    let train = diffuse(&[
+        "train-classifier",
+        "--dataset",
+        data.to_str().unwrap(),
+        "--resolution",
+        "8",
+        "--color",
+        "gray",
+        "--steps",
+        "60",
+        "--batch-size",
+        "16",
+        "--channels",
+        "8,16",
+        "--eval-samples",
+        "16",
+        "--out",
+        classifier.to_str().unwrap(),
+    ]);
+    assert!(train.status.success(), "{}", stderr(&train));
+
+    // The 8×8 gray class-conditional fixture pipeline has the classifier's (default) schedule.
+    let pipeline = "crates/diffuse-core/tests/fixtures/unet/class_scaleshift_gray/pipeline";
+    let sample = |name: &str, class: &str, guidance: &[&str]| {
+        let out = dir.path().join(format!("{name}.safetensors"));
+        let args = [
+            &[
+                "sample",
+                "--pipeline",
+                pipeline,
+                "--scheduler",
+                "ddim",
+                "--steps",
+                "10",
+                "--n",
+                "8",
+                "--class-labels",
+                class,
+                "--out-tensor",
+                out.to_str().unwrap(),
+            ][..],
+            guidance,
+        ]
+        .concat();
+        let run = diffuse(&args);
+        assert!(run.status.success(), "{}", stderr(&run));
+        out
+    };
+    let with = |scale: &'static str| {
+        [
+            "--classifier",
+            classifier.to_str().unwrap(),
+            "--classifier-scale",
+            scale,
+        ]
+    };
+    let unguided = sample("unguided", "0", &[]);
+    let scale_zero = sample("zero", "0", &with("0"));
+    assert_eq!(
+        read_safetensors(&unguided).unwrap()["samples"].values,
+        read_safetensors(&scale_zero).unwrap()["samples"].values,
+        "scale 0 is the unguided sampler"
+    );
+    // Labels sorted by folder name: 0 = bright, 1 = dark. Same noise, opposite pulls.
+    let bright = mean(&sample("bright", "0", &with("3")));
+    let dark = mean(&sample("dark", "1", &with("3")));
+    let plain = mean(&unguided);
+    assert!(
+        bright > plain + 0.1 && dark < plain - 0.1,
+        "bright {bright}, unguided {plain}, dark {dark}"
+    );
+
+    // A classifier of another image size or forward process cannot guide this model.
+    let other = |name: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        let args = [
+            &[
+                "train-classifier",
+                "--dataset",
+                data.to_str().unwrap(),
+                "--color",
+                "gray",
+                "--steps",
+                "1",
+                "--channels",
+                "8",
+                "--eval-samples",
+                "4",
+                "--out",
+                path.to_str().unwrap(),
+            ][..],
+            extra,
+        ]
+        .concat();
+        let run = diffuse(&args);
+        assert!(run.status.success(), "{}", stderr(&run));
+        path
+    };
+    let guide_with = |classifier: &Path, needle: &str| {
+        assert_clean_error(
+            &[
+                "sample",
+                "--pipeline",
+                pipeline,
+                "--n",
+                "2",
+                "--class-labels",
+                "0",
+                "--classifier",
+                classifier.to_str().unwrap(),
+                "--out-tensor",
+                dir.path().join("x.safetensors").to_str().unwrap(),
+            ],
+            needle,
+        )
+    };
+    guide_with(
+        &other("16px", &["--resolution", "16"]),
+        "[1, 16, 16] images",
+    );
+    guide_with(
+        &other(
+            "cosine",
+            &["--resolution", "8", "--beta-schedule", "cosine"],
+        ),
+        "another forward process",
+    );
+}

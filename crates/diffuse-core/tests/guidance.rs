@@ -296,6 +296,6 @@ fn exact_classifier_guidance_at_scale_one_is_the_conditional_model() {
     let model = GmmDenoiser::new(mixture.clone(), schedule.clone(), PredictionType::Epsilon);
     assert!(ClassifierGuidance::new(&model, &posterior, &schedule, -1.0).is_err());
     let guided = ClassifierGuidance::new(&model, &posterior, &schedule, 1.0).unwrap();
-    let err = guided.predict(x, &t, None).err().expect("needs labels");
+    let err = guided.predict(x, &t, None).expect_err("needs labels");
     assert!(err.to_string().contains("target class"), "{err}");
 }

@@ -195,6 +195,36 @@ impl ClassifierConfig {
         }
     }
 
+    /// Fails unless this classifier can guide a diffusion model of `[C, H, W]` samples whose
+    /// forward process is `schedule`: its gradient is taken at the model's x_t and timesteps, so
+    /// both must mean the same noise level.
+    pub fn ensure_guides(&self, sample_shape: [usize; 3], schedule: &NoiseSchedule) -> Result<()> {
+        let own_shape = [self.in_channels, self.sample_size, self.sample_size];
+        if own_shape != sample_shape {
+            return Err(DiffuseError::config(format!(
+                "the classifier takes {own_shape:?} images but the model makes {sample_shape:?}"
+            )));
+        }
+        let own = self.schedule.schedule()?;
+        let same_process = own.num_train_timesteps() == schedule.num_train_timesteps()
+            && own
+                .alphas_cumprod()
+                .iter()
+                .zip(schedule.alphas_cumprod())
+                .all(|(a, b)| (a - b).abs() <= 1e-9);
+        if !same_process {
+            return Err(DiffuseError::config(format!(
+                "the classifier was trained on another forward process ({} β from {} to {} over \
+                 {} steps) than the model's; train one with the model's schedule",
+                self.schedule.beta_schedule,
+                self.schedule.beta_start,
+                self.schedule.beta_end,
+                self.schedule.num_train_timesteps
+            )));
+        }
+        Ok(())
+    }
+
     /// Width of the penultimate features (the last level's width).
     pub fn feature_dim(&self) -> usize {
         *self

@@ -8,6 +8,7 @@ use burn::tensor::activation::log_softmax;
 
 use super::model::NoiseAwareClassifier;
 use crate::error::{DiffuseError, Result};
+use crate::guidance::ClassGradient;
 use crate::tensor_ops::from_host_f64;
 
 /// Rows of one-hot vectors [B, K] for `labels`, checked against K, in `like`'s dtype and device.
@@ -64,4 +65,15 @@ pub fn log_prob_gradient(
     x.grad(&grads).ok_or_else(|| {
         DiffuseError::Tensor("backward produced no gradient for the classifier's input".into())
     })
+}
+
+impl ClassGradient<4> for NoiseAwareClassifier {
+    fn log_prob_gradient(
+        &self,
+        x_t: Tensor<4>,
+        timesteps: &[f64],
+        labels: &[usize],
+    ) -> Result<Tensor<4>> {
+        log_prob_gradient(self, x_t, timesteps, labels)
+    }
 }
