@@ -5,7 +5,8 @@
 //! into samples, with [`noise`] seeded per sample. [`gmm`] is an exact denoiser for
 //! Gaussian-mixture data, used to test samplers without model error. [`nn`] holds the networks
 //! (a diffusers-compatible U-Net) and [`pipeline`] reads and writes diffusers pipeline folders.
-//! [`classifier`] is a noise-aware image classifier for classifier guidance and evaluation.
+//! [`classifier`] is a noise-aware image classifier for classifier guidance and evaluation;
+//! [`eval`] measures sample quality (FD, KID, precision/recall, sliced Wasserstein).
 
 pub mod bench;
 pub mod classifier;
@@ -14,6 +15,7 @@ pub mod data;
 pub mod denoiser;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod forward;
 pub mod gmm;
 pub mod guidance;

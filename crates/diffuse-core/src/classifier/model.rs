@@ -96,7 +96,12 @@ impl NoiseAwareClassifier {
 
     /// Logits [B, K] of p(y | x_t, t) for images `x_t` [B, C, H, W], one timestep per row.
     pub fn forward(&self, x_t: Tensor<4>, timesteps: &[f64]) -> Result<Tensor<2>> {
-        Ok(self.head.forward(self.features(x_t, timesteps)?))
+        Ok(self.logits_of(self.features(x_t, timesteps)?))
+    }
+
+    /// Logits [B, K] from penultimate features [B, F], for callers that need both.
+    pub fn logits_of(&self, features: Tensor<2>) -> Tensor<2> {
+        self.head.forward(features)
     }
 
     /// The penultimate features [B, F]: the last level's activations averaged over the image.

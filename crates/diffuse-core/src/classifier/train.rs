@@ -41,7 +41,7 @@ const HELD_OUT_SALT: u64 = 0xc1a5_51f1_e4e1_d003;
 const HELD_OUT_FRACTION: f64 = 0.1;
 /// Steps the reported loss and accuracy are averaged over.
 const REPORT_WINDOW: usize = 50;
-const EVAL_BATCH: usize = 256;
+pub(crate) const EVAL_BATCH: usize = 256;
 
 /// Everything that defines a classifier run.
 #[derive(Debug, Clone, PartialEq)]
@@ -350,12 +350,12 @@ fn eval_alpha_bar(schedule: &NoiseSchedule, t: usize) -> f64 {
     if t == 0 { 1.0 } else { schedule.alpha_bar(t) }
 }
 
-fn host_images(values: Vec<f32>, shape: [usize; 4], device: &Device) -> Tensor<4> {
+pub(crate) fn host_images(values: Vec<f32>, shape: [usize; 4], device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(values, shape), (device, DType::F32))
 }
 
 /// The class of the largest logit of each row.
-fn predictions(logits: Tensor<2>) -> Result<Vec<usize>> {
+pub(crate) fn predictions(logits: Tensor<2>) -> Result<Vec<usize>> {
     let [_, k] = logits.dims();
     let values = to_host_f64(logits)?;
     Ok(values
@@ -371,7 +371,7 @@ fn predictions(logits: Tensor<2>) -> Result<Vec<usize>> {
         .collect())
 }
 
-fn fraction_correct(predicted: &[usize], labels: &[usize]) -> f64 {
+pub(crate) fn fraction_correct(predicted: &[usize], labels: &[usize]) -> f64 {
     let hits = predicted.iter().zip(labels).filter(|(p, l)| p == l).count();
     hits as f64 / labels.len() as f64
 }

@@ -1,0 +1,67 @@
+//! Evaluation: how close generated samples are to data, by the numbers the papers report.
+//!
+//! Images are compared in the penultimate feature space of a [`crate::classifier`] network at
+//! t = 0: the Fréchet distance ([`frechet`], FID's formula), KID ([`kid`]), improved precision
+//! and recall ([`precision_recall`]), and the accuracy of class-conditional samples under the
+//! classifier. Vectors are compared directly: the sliced Wasserstein distance
+//! ([`sliced_wasserstein`]) and, when the data's mixture is known, its exact log-likelihood.
+
+pub mod features;
+pub mod frechet;
+pub mod kid;
+pub mod precision_recall;
+pub mod report;
+pub mod sliced_wasserstein;
+
+pub use features::{ClassifiedImages, classify_images, quantize_to_8bit};
+pub use frechet::{GaussianStats, frechet_distance};
+pub use kid::{Kid, kernel_inception_distance};
+pub use precision_recall::{PrecisionRecall, precision_recall};
+pub use report::{ImageMetrics, VectorMetrics, evaluate_images, evaluate_vectors};
+pub use sliced_wasserstein::sliced_wasserstein;
+
+use crate::error::{DiffuseError, Result};
+
+/// N feature vectors of width D, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSet {
+    values: Vec<f64>,
+    dim: usize,
+}
+
+impl FeatureSet {
+    pub fn new(values: Vec<f64>, dim: usize) -> Result<Self> {
+        if dim == 0 || !values.len().is_multiple_of(dim) {
+            return Err(DiffuseError::config(format!(
+                "{} values do not form rows of width {dim}",
+                values.len()
+            )));
+        }
+        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+            return Err(DiffuseError::config(format!(
+                "the samples hold a non-finite value ({bad})"
+            )));
+        }
+        Ok(Self { values, dim })
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len() / self.dim
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.values[i * self.dim..(i + 1) * self.dim]
+    }
+
+    pub fn values(&self) -> &[f64] {
+        &self.values
+    }
+}

@@ -1,0 +1,123 @@
+//! All metrics of one evaluation, as a serialisable record.
+
+use serde::Serialize;
+
+use super::FeatureSet;
+use super::features::classify_images;
+use super::frechet::{GaussianStats, frechet_distance};
+use super::kid::kernel_inception_distance;
+use super::precision_recall::precision_recall;
+use super::sliced_wasserstein::sliced_wasserstein;
+use crate::classifier::NoiseAwareClassifier;
+use crate::classifier::train::fraction_correct;
+use crate::data::Dataset;
+use crate::error::{DiffuseError, Result};
+use crate::gmm::GaussianMixture;
+
+/// Image samples against a reference set, in the classifier's feature space.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageMetrics {
+    pub samples: usize,
+    pub reference_samples: usize,
+    /// Fréchet distance of the penultimate features.
+    pub fd: f64,
+    pub kid: f64,
+    pub kid_std: f64,
+    pub precision: f64,
+    pub recall: f64,
+    /// The fraction of samples the classifier assigns to the class they were drawn for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_accuracy: Option<f64>,
+}
+
+/// Compares images `samples` (values in [−1, 1], `reference.sample_shape` each; `labels`: the
+/// class each was drawn for) with `reference` (e.g. the test split), under `classifier`. `seed`
+/// draws KID's subsets.
+pub fn evaluate_images(
+    classifier: &NoiseAwareClassifier,
+    samples: &[f32],
+    labels: Option<&[usize]>,
+    reference: &Dataset,
+    seed: u64,
+) -> Result<ImageMetrics> {
+    if samples.is_empty() {
+        return Err(DiffuseError::config("there are no samples to evaluate"));
+    }
+    if reference.is_empty() {
+        return Err(DiffuseError::config("the reference set is empty"));
+    }
+    let generated = classify_images(classifier, samples, reference.sample_shape)?;
+    let real = classify_images(classifier, &reference.values, reference.sample_shape)?;
+    let class_accuracy = match labels {
+        Some(labels) if labels.len() != generated.predicted.len() => {
+            return Err(DiffuseError::config(format!(
+                "{} class labels for {} samples",
+                labels.len(),
+                generated.predicted.len()
+            )));
+        }
+        Some(labels) => Some(fraction_correct(&generated.predicted, labels)),
+        None => None,
+    };
+    let fd = frechet_distance(
+        &GaussianStats::fit(&generated.features)?,
+        &GaussianStats::fit(&real.features)?,
+    )?;
+    let kid = kernel_inception_distance(&generated.features, &real.features, seed)?;
+    let pr = precision_recall(&real.features, &generated.features)?;
+    Ok(ImageMetrics {
+        samples: generated.predicted.len(),
+        reference_samples: real.predicted.len(),
+        fd,
+        kid: kid.mean,
+        kid_std: kid.std,
+        precision: pr.precision,
+        recall: pr.recall,
+        class_accuracy,
+    })
+}
+
+/// Vector samples against reference vectors.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VectorMetrics {
+    pub samples: usize,
+    pub reference_samples: usize,
+    pub sliced_wasserstein: f64,
+    /// Mean log p(x) of the samples under the data's known mixture, and of the reference set
+    /// for scale: samples off the data's support score far lower.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_likelihood: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_log_likelihood: Option<f64>,
+}
+
+pub fn evaluate_vectors(
+    samples: &FeatureSet,
+    reference: &FeatureSet,
+    mixture: Option<&GaussianMixture>,
+    seed: u64,
+) -> Result<VectorMetrics> {
+    let mean_log_density = |set: &FeatureSet| -> Result<Option<f64>> {
+        let Some(mixture) = mixture else {
+            return Ok(None);
+        };
+        if mixture.dim() != set.dim() {
+            return Err(DiffuseError::config(format!(
+                "the mixture is {}-dimensional; the samples are {}-dimensional",
+                mixture.dim(),
+                set.dim()
+            )));
+        }
+        let total: f64 = (0..set.len())
+            .map(|i| mixture.log_density(set.row(i)))
+            .sum();
+        Ok(Some(total / set.len() as f64))
+    };
+    Ok(VectorMetrics {
+        samples: samples.len(),
+        reference_samples: reference.len(),
+        sliced_wasserstein: sliced_wasserstein(samples, reference, seed)?,
+        log_likelihood: mean_log_density(samples)?,
+        reference_log_likelihood: mean_log_density(reference)?,
+    })
+}
