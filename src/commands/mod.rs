@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod demo;
 pub mod sample;
+pub mod sampling;
 pub mod schedule;
 pub mod train;
 pub mod train_classifier;
