@@ -28,13 +28,18 @@ struct Cli {
 enum Command {
     /// Print a noise schedule (betas, alphas_cumprod) and its inference timesteps.
     Schedule(commands::schedule::ScheduleCommand),
-    /// Draw samples with DDPM or DDIM from a diffusers pipeline folder or an exact mixture denoiser.
+    /// Draw samples from a diffusers pipeline folder or an exact mixture denoiser with any of nine
+    /// samplers, classifier-free or classifier guidance, and parallel (ParaDiGMS) sampling.
     Sample(Box<commands::sample::SampleCommand>),
     /// Train a model on images, a CSV or a toy set; the run folder becomes a diffusers pipeline.
     Train(Box<commands::train::TrainCommand>),
     /// Train a noise-aware image classifier p(y | x_t, t) for classifier guidance and
     /// evaluation; prints its test accuracy on clean and noised images.
     TrainClassifier(Box<commands::train_classifier::TrainClassifierCommand>),
+    /// Measure sample quality against a dataset: FD, KID and precision/recall in a classifier's
+    /// feature space and class accuracy for images; sliced Wasserstein and log-likelihood for
+    /// vectors.
+    Eval(Box<commands::eval::EvalCommand>),
     /// Measure throughput (U-Net forward passes, training steps) for comparison with PyTorch.
     Bench(commands::bench::BenchCommand),
     /// The built-in demo: train a class-conditional U-Net on Fashion-MNIST for a few minutes on
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
         Command::Sample(cmd) => cmd.run(),
         Command::Train(cmd) => cmd.run(),
         Command::TrainClassifier(cmd) => cmd.run(),
+        Command::Eval(cmd) => cmd.run(),
         Command::Demo(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
     };

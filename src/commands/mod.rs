@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod demo;
+pub mod eval;
 pub mod sample;
 pub mod sampling;
 pub mod schedule;

@@ -104,6 +104,8 @@ pub struct PipelineSamples {
     /// [C, H, W] of one sample.
     pub shape: [usize; 3],
     pub steps: usize,
+    /// The sampler that drew them.
+    pub sampler: &'static str,
 }
 
 impl SamplingArgs {
@@ -181,6 +183,7 @@ impl SamplingArgs {
             values,
             shape,
             steps: plan.timesteps.len(),
+            sampler: plan.sampler.name(),
         })
     }
 

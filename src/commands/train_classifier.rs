@@ -131,11 +131,7 @@ impl TrainClassifierCommand {
             Some(m) => Some(Duration::from_secs_f64(m * 60.0)),
             None => None,
         };
-        let color = match self.color.as_str() {
-            "gray" => ColorMode::Gray,
-            "rgb" => ColorMode::Rgb,
-            other => bail!("--color must be gray or rgb, not `{other}`"),
-        };
+        let color: ColorMode = self.color.parse()?;
         Ok(ClassifierTrainSettings {
             dataset: self.dataset.clone(),
             data_dir: self.data_dir.clone(),

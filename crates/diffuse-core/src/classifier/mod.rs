@@ -6,6 +6,7 @@
 //! A classifier folder holds `config.json` ([`ClassifierConfig`]: layers, forward process,
 //! dataset) and `model.safetensors`; [`train_classifier`] also writes `summary.json` there.
 
+pub mod builtin;
 pub mod config;
 pub mod guidance;
 pub mod model;

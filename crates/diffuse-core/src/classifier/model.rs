@@ -17,7 +17,7 @@ use crate::io::write_atomically;
 use crate::nn::conv2d;
 use crate::nn::embedding::{TimestepMlp, timestep_embedding};
 use crate::nn::unet::layers::{Downsample2D, ResnetBlock2D, ResnetSettings};
-use crate::nn::weights::{KeyRenames, load_diffusers_weights, save_diffusers_weights};
+use crate::nn::weights::{KeyRenames, load_diffusers_weights_from_bytes, save_diffusers_weights};
 
 /// The files of a classifier folder.
 pub const CONFIG_FILE: &str = "config.json";
@@ -176,15 +176,36 @@ impl NoiseAwareClassifier {
                 "no such classifier folder (expected config.json and model.safetensors in it)",
             ));
         }
-        let path = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| DiffuseError::io(&path, e))?;
-        let config: ClassifierConfig = serde_json::from_str(&text)
-            .map_err(|e| DiffuseError::bad_file(&path, format!("classifier config: {e}")))?;
+        let config_path = dir.join(CONFIG_FILE);
+        let config_json =
+            std::fs::read_to_string(&config_path).map_err(|e| DiffuseError::io(&config_path, e))?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        let weights =
+            std::fs::read(&weights_path).map_err(|e| DiffuseError::io(&weights_path, e))?;
+        Self::from_bytes(&config_json, weights, dir, device)
+    }
+
+    /// A classifier from the contents of its two files (e.g. embedded in a binary); `dir` names
+    /// them in errors.
+    pub fn from_bytes(
+        config_json: &str,
+        weights: Vec<u8>,
+        dir: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let config_path = dir.join(CONFIG_FILE);
+        let config: ClassifierConfig = serde_json::from_str(config_json)
+            .map_err(|e| DiffuseError::bad_file(&config_path, format!("classifier config: {e}")))?;
         config
             .validate()
-            .map_err(|e| DiffuseError::bad_file(&path, e.to_string()))?;
+            .map_err(|e| DiffuseError::bad_file(&config_path, e.to_string()))?;
         let mut model = Self::new(&config, device)?;
-        load_diffusers_weights(&mut model, &dir.join(WEIGHTS_FILE), &KeyRenames::NONE)?;
+        load_diffusers_weights_from_bytes(
+            &mut model,
+            weights,
+            &dir.join(WEIGHTS_FILE),
+            &KeyRenames::NONE,
+        )?;
         Ok(model)
     }
 }

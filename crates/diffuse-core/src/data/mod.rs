@@ -150,6 +150,20 @@ pub enum ColorMode {
     Rgb,
 }
 
+impl std::str::FromStr for ColorMode {
+    type Err = DiffuseError;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "gray" | "grey" => Ok(Self::Gray),
+            "rgb" => Ok(Self::Rgb),
+            other => Err(DiffuseError::config(format!(
+                "the color mode must be gray or rgb, not `{other}`"
+            ))),
+        }
+    }
+}
+
 /// Options that shape how a source is decoded.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {

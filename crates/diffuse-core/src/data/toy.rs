@@ -13,6 +13,7 @@ use rand_distr::StandardNormal;
 
 use super::{DataKind, Dataset};
 use crate::error::{DiffuseError, Result};
+use crate::gmm::{GaussianMixture, MixtureSpec};
 
 /// The toy distributions, named on the command line as `toy:NAME`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +98,26 @@ fn swiss_roll_point(rng: &mut ChaCha8Rng) -> [f32; 2] {
         t * t.cos() / 5.0 + normal(rng, 0.05),
         t * t.sin() / 5.0 + normal(rng, 0.05),
     ]
+}
+
+/// The density of 8gaussians as a mixture: eight equally likely centres 2·(cos kπ/4,
+/// sin kπ/4), each N(centre, 0.1² I); the other sets have no closed-form mixture.
+pub fn known_mixture(set: ToySet) -> Option<GaussianMixture> {
+    if set != ToySet::EightGaussians {
+        return None;
+    }
+    let means = (0..8)
+        .map(|k| {
+            let angle = k as f64 * std::f64::consts::PI / 4.0;
+            vec![2.0 * angle.cos(), 2.0 * angle.sin()]
+        })
+        .collect();
+    let spec = MixtureSpec {
+        weights: vec![1.0; 8],
+        means,
+        stds: vec![vec![0.1, 0.1]; 8],
+    };
+    Some(GaussianMixture::new(spec).expect("the 8gaussians mixture is valid"))
 }
 
 /// One of eight centres 2·(cos kπ/4, sin kπ/4), chosen uniformly, plus N(0, 0.1²) per axis.
@@ -255,5 +276,26 @@ mod tests {
             Some(ToySet::Checkerboard)
         );
         assert!("spirals".parse::<ToySet>().is_err());
+    }
+
+    #[test]
+    fn the_8gaussians_mixture_matches_its_sampler() {
+        let mixture = known_mixture(ToySet::EightGaussians).unwrap();
+        let data = ToySet::EightGaussians.sample(4000, 3).unwrap();
+        // E[log p(x)] under the true density is −H = log 8 − log(2π·0.01) − 1 per 2-D point
+        // minus log 8 for the choice of centre: −(log 8 + log(2π·0.01) + 1).
+        let mean_log_p = data
+            .values
+            .chunks(2)
+            .map(|p| mixture.log_density(&[f64::from(p[0]), f64::from(p[1])]))
+            .sum::<f64>()
+            / 4000.0;
+        let entropy = 8f64.ln() + (2.0 * std::f64::consts::PI * 0.01).ln() + 1.0;
+        assert!(
+            (mean_log_p + entropy).abs() < 0.05,
+            "{mean_log_p} vs {}",
+            -entropy
+        );
+        assert!(known_mixture(ToySet::Moons).is_none());
     }
 }

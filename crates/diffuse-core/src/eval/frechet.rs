@@ -16,13 +16,13 @@ pub struct GaussianStats {
 impl GaussianStats {
     /// Fits the Gaussian of `features`; needs at least two rows.
     pub fn fit(features: &FeatureSet) -> Result<Self> {
-        let (n, dim) = (features.len(), features.dim());
+        let n = features.len();
         if n < 2 {
             return Err(DiffuseError::config(format!(
                 "a covariance needs at least 2 samples (got {n})"
             )));
         }
-        let rows = DMatrix::from_row_slice(n, dim, features.values());
+        let rows = features.matrix();
         let mean = rows.row_mean().transpose();
         let mut centred = rows;
         for mut row in centred.row_iter_mut() {

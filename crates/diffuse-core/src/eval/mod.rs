@@ -20,6 +20,8 @@ pub use precision_recall::{PrecisionRecall, precision_recall};
 pub use report::{ImageMetrics, VectorMetrics, evaluate_images, evaluate_vectors};
 pub use sliced_wasserstein::sliced_wasserstein;
 
+use nalgebra::DMatrix;
+
 use crate::error::{DiffuseError, Result};
 
 /// N feature vectors of width D, row-major.
@@ -64,4 +66,25 @@ impl FeatureSet {
     pub fn values(&self) -> &[f64] {
         &self.values
     }
+
+    /// The rows as an N × D matrix.
+    pub fn matrix(&self) -> DMatrix<f64> {
+        DMatrix::from_row_slice(self.len(), self.dim, &self.values)
+    }
+}
+
+/// Squared Euclidean distances between the rows of `a` [N, D] and `b` [M, D], as the N × M
+/// matrix ‖a_i‖² + ‖b_j‖² − 2 a_iᵀb_j: one matrix product instead of N·M loops.
+pub(crate) fn squared_distances(a: &DMatrix<f64>, b: &DMatrix<f64>) -> DMatrix<f64> {
+    let norms = |m: &DMatrix<f64>| m.row_iter().map(|r| r.norm_squared()).collect::<Vec<_>>();
+    let (norms_a, norms_b) = (norms(a), norms(b));
+    let mut distances = a * b.transpose();
+    for ((i, j), d) in distances
+        .iter_mut()
+        .enumerate()
+        .map(|(index, d)| ((index % norms_a.len(), index / norms_a.len()), d))
+    {
+        *d = (norms_a[i] + norms_b[j] - 2.0 * *d).max(0.0);
+    }
+    distances
 }

@@ -3,7 +3,9 @@
 //! generated samples inside the real manifold, recall the fraction of real samples inside the
 //! generated one.
 
-use super::FeatureSet;
+use nalgebra::DMatrix;
+
+use super::{FeatureSet, squared_distances};
 use crate::error::{DiffuseError, Result};
 
 /// k of the k-NN radii; the paper's default.
@@ -38,35 +40,45 @@ pub fn precision_recall(real: &FeatureSet, generated: &FeatureSet) -> Result<Pre
     })
 }
 
+/// Rows per block of the distance matrices, which bounds their memory to BLOCK × N values.
+const BLOCK: usize = 1024;
+
 /// The fraction of `queries` inside the k-NN manifold of `support` (Eq. 1 of the paper).
 fn coverage(support: &FeatureSet, queries: &FeatureSet) -> f64 {
-    let radii: Vec<f64> = (0..support.len())
-        .map(|i| kth_neighbour_distance2(support, i))
-        .collect();
-    let inside = (0..queries.len())
-        .filter(|&q| {
-            (0..support.len()).any(|i| squared_distance(queries.row(q), support.row(i)) <= radii[i])
-        })
-        .count();
-    inside as f64 / queries.len() as f64
+    let support = support.matrix();
+    let radii = kth_neighbour_distances2(&support);
+    let queries = queries.matrix();
+    let mut inside = 0;
+    for start in (0..queries.nrows()).step_by(BLOCK) {
+        let rows = BLOCK.min(queries.nrows() - start);
+        let distances = squared_distances(&queries.rows(start, rows).into_owned(), &support);
+        inside += distances
+            .row_iter()
+            .filter(|row| row.iter().zip(&radii).any(|(d, r)| d <= r))
+            .count();
+    }
+    inside as f64 / queries.nrows() as f64
 }
 
-/// Squared distance from row i to its k-th nearest other row of the same set.
-fn kth_neighbour_distance2(set: &FeatureSet, i: usize) -> f64 {
-    let mut nearest = [f64::INFINITY; NEIGHBOURHOOD];
-    for j in (0..set.len()).filter(|&j| j != i) {
-        let d = squared_distance(set.row(i), set.row(j));
-        if d < nearest[NEIGHBOURHOOD - 1] {
-            let at = nearest.partition_point(|&n| n <= d);
-            nearest.copy_within(at..NEIGHBOURHOOD - 1, at + 1);
-            nearest[at] = d;
+/// Squared distance from each row to its k-th nearest row of the same set, itself not counted
+/// (the k-th entry after the zeroth, itself, in each sorted row of distances).
+fn kth_neighbour_distances2(set: &DMatrix<f64>) -> Vec<f64> {
+    let mut radii = Vec::with_capacity(set.nrows());
+    for start in (0..set.nrows()).step_by(BLOCK) {
+        let rows = BLOCK.min(set.nrows() - start);
+        let distances = squared_distances(&set.rows(start, rows).into_owned(), set);
+        for (offset, row) in distances.row_iter().enumerate() {
+            let mut others: Vec<f64> = row
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != start + offset)
+                .map(|(_, &d)| d)
+                .collect();
+            let (_, kth, _) = others.select_nth_unstable_by(NEIGHBOURHOOD - 1, f64::total_cmp);
+            radii.push(*kth);
         }
     }
-    nearest[NEIGHBOURHOOD - 1]
-}
-
-pub(super) fn squared_distance(x: &[f64], y: &[f64]) -> f64 {
-    x.iter().zip(y).map(|(a, b)| (a - b).powi(2)).sum()
+    radii
 }
 
 #[cfg(test)]
@@ -77,7 +89,7 @@ mod tests {
     fn radii_and_coverage_on_a_line() {
         // Real points 0, 1, 2, 3, 10: 3rd-neighbour distances 3, 2, 2, 3, 9.
         let real = FeatureSet::new(vec![0.0, 1.0, 2.0, 3.0, 10.0], 1).unwrap();
-        let radii: Vec<f64> = (0..5).map(|i| kth_neighbour_distance2(&real, i)).collect();
+        let radii = kth_neighbour_distances2(&real.matrix());
         assert_eq!(radii, [9.0, 4.0, 4.0, 9.0, 81.0]);
         // Generated at 4 (inside), 25 (outside every ball: 10 + 9 = 19), −3 (edge of 0's ball)
         // and 100.

@@ -40,6 +40,17 @@ pub fn load_diffusers_weights<M: Module + ModuleSnapshot>(
     renames: &KeyRenames,
 ) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| DiffuseError::io(path, e))?;
+    load_diffusers_weights_from_bytes(module, bytes, path, renames)
+}
+
+/// [`load_diffusers_weights`] from a safetensors file already in memory; `path` names it in
+/// errors.
+pub fn load_diffusers_weights_from_bytes<M: Module + ModuleSnapshot>(
+    module: &mut M,
+    bytes: Vec<u8>,
+    path: &Path,
+    renames: &KeyRenames,
+) -> Result<()> {
     let file = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| DiffuseError::bad_file(path, format!("not a valid safetensors file: {e}")))?;
     let mut non_float: Vec<String> = file
