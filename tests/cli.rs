@@ -787,3 +787,139 @@ fn classifier_guidance_steers_samples_towards_the_class() {
         "another forward process",
     );
 }
+
+fn eval_json(args: &[&str]) -> Value {
+    let out = diffuse(&[&["eval", "--json"][..], args].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("eval prints one JSON object")
+}
+
+#[test]
+fn eval_scores_real_images_as_data_and_refuses_bad_input() {
+    use diffuse_core::data::Split;
+    use diffuse_core::data::idx::{self, IdxDataset};
+    use diffuse_core::io::{HostTensor, write_safetensors};
+
+    let dir = tempfile::tempdir().unwrap();
+    let test = idx::load(
+        IdxDataset::Mnist,
+        Path::new("../shared/data/mnist"),
+        Split::Test,
+    )
+    .unwrap();
+    let n = 300;
+    let images = HostTensor {
+        shape: vec![n, 1, 28, 28],
+        values: test.values[..n * 784].to_vec(),
+    };
+    let file = dir.path().join("real.safetensors");
+    write_safetensors(&file, &[("samples", &images)]).unwrap();
+    let labels: Vec<String> = test.labels.as_ref().unwrap()[..n]
+        .iter()
+        .map(usize::to_string)
+        .collect();
+    let file_str = file.to_str().unwrap();
+    let report = eval_json(&[
+        "--samples",
+        file_str,
+        "--dataset",
+        "mnist",
+        "--class-labels",
+        &labels.join(","),
+    ]);
+    // Test images against the test split: the built-in classifier knows them.
+    assert!(
+        report["class_accuracy"].as_f64().unwrap() > 0.97,
+        "{report}"
+    );
+    assert!(report["precision"].as_f64().unwrap() > 0.95, "{report}");
+    assert!(report["fd"].as_f64().unwrap() < 1.0, "{report}");
+    assert_eq!(report["reference_samples"], 10000);
+
+    assert_clean_error(
+        &[
+            "eval",
+            "--samples",
+            file_str,
+            "--dataset",
+            "fashion-mnist",
+            "--feature-classifier",
+            "crates/diffuse-core/assets/classifiers/mnist",
+        ],
+        "trained on `mnist`",
+    );
+    let empty = dir.path().join("empty.safetensors");
+    let none = HostTensor {
+        shape: vec![0, 1, 28, 28],
+        values: vec![],
+    };
+    write_safetensors(&empty, &[("samples", &none)]).unwrap();
+    assert_clean_error(
+        &[
+            "eval",
+            "--samples",
+            empty.to_str().unwrap(),
+            "--dataset",
+            "mnist",
+        ],
+        "empty",
+    );
+    // The 8×8 fixture pipeline's samples are not MNIST-sized.
+    assert_clean_error(
+        &[
+            "eval",
+            "--pipeline",
+            "crates/diffuse-core/tests/fixtures/unet/class_scaleshift_gray/pipeline",
+            "--dataset",
+            "mnist",
+            "--n",
+            "4",
+            "--steps",
+            "2",
+        ],
+        "[1, 8, 8] images",
+    );
+}
+
+#[test]
+fn eval_of_a_vector_pipeline_reports_sliced_wasserstein_and_likelihood() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = diffuse(&[
+        "train",
+        "--dataset",
+        "toy:8gaussians",
+        "--preset",
+        "tiny",
+        "--steps",
+        "20",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let args = [
+        "--pipeline",
+        run.to_str().unwrap(),
+        "--dataset",
+        "toy:8gaussians",
+        "--n",
+        "200",
+        "--steps",
+        "10",
+    ];
+    let report = eval_json(&args);
+    let sw = report["sliced_wasserstein"].as_f64().unwrap();
+    let (ll, reference_ll) = (
+        report["log_likelihood"].as_f64().unwrap(),
+        report["reference_log_likelihood"].as_f64().unwrap(),
+    );
+    // 20 steps of training do not place samples on the eight modes: the data's own likelihood
+    // is higher than the samples'.
+    assert!(sw > 0.0 && sw.is_finite() && reference_ll > ll, "{report}");
+    assert_eq!(report["samples"], 200);
+    assert_eq!(
+        eval_json(&args),
+        report,
+        "eval is deterministic given the seed"
+    );
+}
