@@ -40,6 +40,9 @@ enum Command {
     /// feature space and class accuracy for images; sliced Wasserstein and log-likelihood for
     /// vectors.
     Eval(Box<commands::eval::EvalCommand>),
+    /// Negative log-likelihood of test images under a pipeline in bits/dim (the variational
+    /// bound with a discretised decoder).
+    Nll(Box<commands::nll::NllCommand>),
     /// Measure throughput (U-Net forward passes, training steps) for comparison with PyTorch.
     Bench(commands::bench::BenchCommand),
     /// The built-in demo: train a class-conditional U-Net on Fashion-MNIST for a few minutes on
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Train(cmd) => cmd.run(),
         Command::TrainClassifier(cmd) => cmd.run(),
         Command::Eval(cmd) => cmd.run(),
+        Command::Nll(cmd) => cmd.run(),
         Command::Demo(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
     };

@@ -923,3 +923,55 @@ fn eval_of_a_vector_pipeline_reports_sliced_wasserstein_and_likelihood() {
         "eval is deterministic given the seed"
     );
 }
+
+#[test]
+fn nll_prints_bits_per_dim_of_test_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    brightness_classes(&data);
+    let pipeline = "crates/diffuse-core/tests/fixtures/unet/class_scaleshift_gray/pipeline";
+    let args = [
+        "nll",
+        "--pipeline",
+        pipeline,
+        "--dataset",
+        data.to_str().unwrap(),
+        "--resolution",
+        "8",
+        "--color",
+        "gray",
+        "--n",
+        "6",
+        "--terms",
+        "20",
+        "--json",
+    ];
+    let out = diffuse(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bpd = report["bits_per_dim"].as_f64().unwrap();
+    let parts = [
+        "prior_bits_per_dim",
+        "decoder_bits_per_dim",
+        "diffusion_bits_per_dim",
+    ]
+    .map(|k| report[k].as_f64().unwrap());
+    assert!(
+        bpd > 0.0 && (bpd - parts.iter().sum::<f64>()).abs() < 1e-9,
+        "{report}"
+    );
+    assert_eq!(report["terms_evaluated"], 21);
+    assert_eq!(report["conditional"], true);
+    assert_clean_error(
+        &[
+            "nll",
+            "--pipeline",
+            pipeline,
+            "--dataset",
+            "mnist",
+            "--n",
+            "2",
+        ],
+        "[1, 28, 28] images",
+    );
+}

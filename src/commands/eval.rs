@@ -13,7 +13,8 @@ use diffuse_core::io::read_safetensors;
 use diffuse_core::pipeline::DiffusionPipeline;
 use serde_json::{Value, json};
 
-use super::sampling::SamplingArgs;
+use super::sampling::{SamplingArgs, class_labels_for};
+use super::{extend, print_table};
 
 /// Keeps the reference draw of a toy set apart from the training draw of the same seed.
 const REFERENCE_SEED_SALT: u64 = 0x5eed_da7a;
@@ -145,16 +146,7 @@ impl EvalCommand {
             bail!("{}: the sample set is empty", path.display());
         }
         let shape = samples.shape[1..].to_vec();
-        let labels = match self.class_labels.as_deref() {
-            Some([one]) => Some(vec![*one; count]),
-            Some(labels) if labels.len() != count => {
-                bail!(
-                    "--class-labels gives {} labels for {count} samples",
-                    labels.len()
-                )
-            }
-            other => other.map(<[usize]>::to_vec),
-        };
+        let labels = class_labels_for(self.class_labels.as_deref(), count)?;
         Ok(Drawn {
             values: samples.values.iter().map(|&v| f64::from(v)).collect(),
             shape,
@@ -236,28 +228,5 @@ impl EvalCommand {
             self.sampling.seed,
         )?;
         Ok(serde_json::to_value(metrics)?)
-    }
-}
-
-fn extend(report: &mut Value, more: Value) {
-    if let (Value::Object(report), Value::Object(more)) = (report, more) {
-        report.extend(more);
-    }
-}
-
-/// One `name  value` line per field.
-fn print_table(report: &Value) {
-    let Value::Object(fields) = report else {
-        return;
-    };
-    let width = fields.keys().map(String::len).max().unwrap_or(0);
-    for (name, value) in fields {
-        match value {
-            Value::Number(n) if n.is_f64() => {
-                println!("{name:<width$}  {:.6}", n.as_f64().unwrap_or(f64::NAN))
-            }
-            Value::String(s) => println!("{name:<width$}  {s}"),
-            other => println!("{name:<width$}  {other}"),
-        }
     }
 }

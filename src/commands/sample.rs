@@ -13,7 +13,7 @@ use diffuse_core::sampler::{
     DdpmVariance, GenerationConfig, SamplerKind, SamplerSettings, SamplingPlan, X0Limit,
 };
 
-use super::sampling::SamplingArgs;
+use super::sampling::{SamplingArgs, class_labels_for};
 use crate::args::ScheduleArgs;
 
 #[derive(Args, Debug)]
@@ -79,17 +79,7 @@ impl SampleCommand {
     }
 
     fn config(&self, item_len: usize) -> Result<GenerationConfig> {
-        let class_labels = match self.class_labels.as_deref() {
-            Some([one]) => Some(vec![*one; self.n]),
-            Some(labels) if labels.len() != self.n => {
-                bail!(
-                    "--class-labels gives {} labels for --n {}",
-                    labels.len(),
-                    self.n
-                )
-            }
-            other => other.map(<[usize]>::to_vec),
-        };
+        let class_labels = class_labels_for(self.class_labels.as_deref(), self.n)?;
         let init_noise = match &self.init_noise {
             Some(path) => {
                 let tensors = read_safetensors(path)?;

@@ -97,6 +97,18 @@ pub struct SamplingArgs {
     pub device: DeviceArgs,
 }
 
+/// `--class-labels` for `count` samples: one label per sample, or a single label for all.
+pub fn class_labels_for(labels: Option<&[usize]>, count: usize) -> Result<Option<Vec<usize>>> {
+    match labels {
+        Some([one]) => Ok(Some(vec![*one; count])),
+        Some(labels) if labels.len() != count => bail!(
+            "--class-labels gives {} labels for {count} samples",
+            labels.len()
+        ),
+        other => Ok(other.map(<[usize]>::to_vec)),
+    }
+}
+
 /// Samples drawn from a pipeline folder.
 pub struct PipelineSamples {
     /// N × C·H·W values.

@@ -299,6 +299,14 @@ impl SchedulerConfig {
     }
 
     /// The forward process this config describes.
+    /// DDPM's reverse variance σ_t² named by `variance_type` (fixed_small unless given).
+    pub fn ddpm_variance(&self) -> Result<DdpmVariance> {
+        match &self.variance_type {
+            Some(v) => v.parse(),
+            None => Ok(DdpmVariance::default()),
+        }
+    }
+
     pub fn schedule(&self) -> Result<NoiseSchedule> {
         let schedule = match &self.trained_betas {
             Some(betas) if self.rescale_betas_zero_snr => {
@@ -372,10 +380,7 @@ impl SchedulerConfig {
             } else {
                 X0Limit::None
             }),
-            variance: match &self.variance_type {
-                Some(v) => v.parse()?,
-                None => DdpmVariance::default(),
-            },
+            variance: self.ddpm_variance()?,
             set_alpha_to_one: self
                 .set_alpha_to_one
                 .filter(|_| matches!(name, "ddim" | "pndm")),

@@ -12,6 +12,7 @@ pub mod kid;
 pub mod precision_recall;
 pub mod report;
 pub mod sliced_wasserstein;
+pub mod vlb;
 
 pub use features::{ClassifiedImages, classify_images, quantize_to_8bit};
 pub use frechet::{GaussianStats, frechet_distance};
@@ -19,6 +20,7 @@ pub use kid::{Kid, kernel_inception_distance};
 pub use precision_recall::{PrecisionRecall, precision_recall};
 pub use report::{ImageMetrics, VectorMetrics, evaluate_images, evaluate_vectors};
 pub use sliced_wasserstein::sliced_wasserstein;
+pub use vlb::{VlbReport, VlbSettings, VlbTimesteps, variational_bound};
 
 use nalgebra::DMatrix;
 
