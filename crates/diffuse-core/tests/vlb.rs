@@ -89,10 +89,7 @@ fn the_bound_of_gaussian_data_under_its_exact_denoiser_has_its_expected_terms() 
     let normal = Normal::new(mean, std).unwrap();
     let n = 2000;
     let x0: Vec<f64> = (0..n)
-        .map(|_| {
-            ((normal.sample(&mut rng) as f64).clamp(-1.0, 1.0) * 127.5 + 127.5).round() / 127.5
-                - 1.0
-        })
+        .map(|_| (normal.sample(&mut rng).clamp(-1.0, 1.0) * 127.5 + 127.5).round() / 127.5 - 1.0)
         .collect();
     let discrete_nll = x0
         .iter()
