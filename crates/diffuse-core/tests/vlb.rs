@@ -80,7 +80,7 @@ fn the_bound_of_gaussian_data_under_its_exact_denoiser_has_its_expected_terms() 
         false,
     )
     .unwrap();
-    let (mean, std) = (0.1, 0.3);
+    let (mean, std): (f64, f64) = (0.1, 0.3);
     let mixture = GaussianMixture::from_json(&format!(
         r#"{{"weights":[1],"means":[[{mean}]],"stds":[[{std}]]}}"#
     ))
