@@ -5,16 +5,17 @@
 # spacing) and scores them against the 10000 test images with the built-in Fashion-MNIST
 # classifier's features. Every sampler clips x̂0 to [-1, 1] (`--dynamic-threshold 1.0`) except
 # PNDM, which has no x̂0 to clip. Heun takes two evaluations per step. Prints a markdown table of
-# "FD (class accuracy)"; set FULL=1 to add NFE 1000 for ddpm and ddim.
+# "FD (class accuracy)"; set FULL=1 to add NFE 1000 for ddpm and ddim, NFES="..." or ROWS="..."
+# to run a part of the table.
 #   tools/bench/sampler_fd.sh [PIPELINE_DIR] [N]
 set -euo pipefail
 PIPE=${1:-out/demo}
 N=${2:-300}
 BIN=target/release/diffuse
 cargo build --release -q
-OUT=$(mktemp)
-ROWS="ddpm:ddpm ddim:ddim dpm2:dpmsolver++ dpm3:dpmsolver++:--solver-order:3 unipc2:unipc euler:euler euler-a:euler-ancestral heun:heun pndm:pndm"
-NFES="5 10 20 50 100"
+OUT=${RESULTS:-$(mktemp)}  # RESULTS=FILE keeps the raw JSON lines (appended)
+ROWS=${ROWS:-"ddpm:ddpm ddim:ddim dpm2:dpmsolver++ dpm3:dpmsolver++:--solver-order:3 unipc2:unipc euler:euler euler-a:euler-ancestral heun:heun pndm:pndm"}
+NFES=${NFES:-"5 10 20 50 100"}
 [ "${FULL:-0}" = 1 ] && NFES="$NFES 1000"
 for row in $ROWS; do
   IFS=: read -r name sampler flag value <<<"$row"
