@@ -12,6 +12,7 @@ pub mod euler;
 pub mod grid;
 pub mod paradigms;
 pub mod pndm;
+pub mod sde;
 pub mod unipc;
 pub mod x0_limit;
 
@@ -644,7 +645,7 @@ type BatchSampler<'a, const D: usize> =
 
 /// The batch loop shared by [`generate`] and [`generate_parallel`]: checks the config, draws (or
 /// takes) each batch's z and noise streams, runs `sample_batch`, and collects the results.
-fn in_batches<const D: usize>(
+pub(crate) fn in_batches<const D: usize>(
     item_shape: &[usize],
     config: &GenerationConfig,
     sample_batch: &mut BatchSampler<'_, D>,
