@@ -975,3 +975,38 @@ fn nll_prints_bits_per_dim_of_test_images() {
         "[1, 28, 28] images",
     );
 }
+
+#[test]
+fn sde_samplers_run_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.safetensors");
+    let out = out.to_str().unwrap();
+    for (sde, sampler) in [("vp", "pc"), ("subvp", "pc"), ("ve", "pc"), ("vp", "ode")] {
+        let run = diffuse(&[
+            "sample",
+            "--gmm",
+            MIXTURE,
+            "--sde",
+            sde,
+            "--sde-sampler",
+            sampler,
+            "--steps",
+            "30",
+            "--n",
+            "8",
+            "--out-tensor",
+            out,
+        ]);
+        assert!(run.status.success(), "{sde} {sampler}: {}", stderr(&run));
+        let values = &read_safetensors(Path::new(out)).unwrap()["samples"].values;
+        assert!(values.len() == 16 && values.iter().all(|v| v.is_finite()));
+    }
+    let base = ["sample", "--gmm", MIXTURE, "--n", "2", "--out-tensor", out];
+    assert_clean_error(&[&base[..], &["--sde", "vq"]].concat(), "unknown SDE");
+    assert_clean_error(
+        &[&base[..], &["--sde", "vp", "--sde-sampler", "rk4"]].concat(),
+        "--sde-sampler must be pc or ode",
+    );
+    let conflict = diffuse(&[&base[..], &["--sde", "vp", "--parallel"]].concat());
+    assert!(!conflict.status.success() && stderr(&conflict).contains("cannot be used with"));
+}

@@ -122,7 +122,7 @@ impl SampleCommand {
         let plan = SamplingPlan::new(
             sampler,
             &schedule,
-            self.sampling.steps,
+            self.sampling.plan_steps(&schedule),
             self.sampling.timestep_spacing.unwrap_or_default(),
             self.sampling.steps_offset.unwrap_or(0),
         )?;
@@ -138,7 +138,7 @@ impl SampleCommand {
         if self.out.is_some() {
             bail!("--out writes image grids; use --out-tensor for mixture samples");
         }
-        self.write(&samples, &[self.n, dim], plan.timesteps.len())
+        self.write(&samples, &[self.n, dim], self.sampling.steps_taken(&plan))
     }
 
     fn sample_pipeline(&self, dir: &Path) -> Result<()> {

@@ -12,6 +12,7 @@ use diffuse_core::guidance::{
     CfgSettings, ClassGradient, ClassifierFreeGuidance, ClassifierGuidance,
 };
 use diffuse_core::pipeline::{DiffusionPipeline, SamplerOverrides};
+use diffuse_core::sampler::sde::{Sde, SdeSampler, SdeSettings, generate_sde};
 use diffuse_core::sampler::{
     GenerationConfig, ParallelSettings, SamplingPlan, X0Limit, generate, generate_parallel,
 };
@@ -74,9 +75,23 @@ pub struct SamplingArgs {
     /// Convergence tolerance of --parallel: the RMS change of a step's x per sample.
     #[arg(long, default_value_t = 1e-3, requires = "parallel")]
     pub tol: f64,
-    /// Number of sampling steps N (at most the schedule's T).
+    /// Number of sampling steps N (at most the schedule's T, except with --sde).
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
+    /// Sample in continuous time instead (Song et al. 2021): the vp, subvp or ve SDE driven by
+    /// the model's score (a VP-trained model serves all three), --steps steps from t = 1.
+    #[arg(long, value_name = "SDE", conflicts_with_all = ["sampler", "parallel"])]
+    pub sde: Option<String>,
+    /// With --sde: pc (reverse Euler–Maruyama predictor + Langevin corrector) or ode (the
+    /// probability-flow ODE by Heun's method).
+    #[arg(long, default_value = "pc", requires = "sde")]
+    pub sde_sampler: String,
+    /// Langevin corrector steps per pc step (0: plain Euler–Maruyama).
+    #[arg(long, default_value_t = 1, requires = "sde")]
+    pub corrector_steps: usize,
+    /// Signal-to-noise ratio r of the corrector's step size 2α(r‖z‖/‖∇ log p‖)².
+    #[arg(long, default_value_t = 0.16, requires = "sde")]
+    pub snr: f64,
     /// DDIM's η: 0 is deterministic, 1 has DDPM's variance. DDIM only.
     #[arg(long)]
     pub eta: Option<f64>,
@@ -117,7 +132,7 @@ pub struct PipelineSamples {
     pub shape: [usize; 3],
     pub steps: usize,
     /// The sampler that drew them.
-    pub sampler: &'static str,
+    pub sampler: String,
 }
 
 impl SamplingArgs {
@@ -159,7 +174,7 @@ impl SamplingArgs {
                 },
             )?,
             &schedule,
-            self.steps,
+            self.plan_steps(&schedule),
             match self.timestep_spacing {
                 Some(spacing) => spacing,
                 None => scheduler.spacing()?,
@@ -194,9 +209,53 @@ impl SamplingArgs {
         Ok(PipelineSamples {
             values,
             shape,
-            steps: plan.timesteps.len(),
-            sampler: plan.sampler.name(),
+            steps: self
+                .sde_settings()?
+                .map_or(plan.timesteps.len(), |s| s.steps),
+            sampler: match &self.sde {
+                Some(sde) => format!("{sde}-{}", self.sde_sampler),
+                None => plan.sampler.name().to_string(),
+            },
         })
+    }
+
+    /// Steps of the discrete plan. --sde integrates in continuous time and may take more steps
+    /// than T; the plan then goes unused.
+    pub fn plan_steps(&self, schedule: &NoiseSchedule) -> usize {
+        if self.sde.is_some() {
+            self.steps.min(schedule.num_train_timesteps())
+        } else {
+            self.steps
+        }
+    }
+
+    /// The steps the samples were drawn with.
+    pub fn steps_taken(&self, plan: &SamplingPlan) -> usize {
+        if self.sde.is_some() {
+            self.steps
+        } else {
+            plan.timesteps.len()
+        }
+    }
+
+    /// The continuous-time sampler of --sde, when asked for.
+    pub fn sde_settings(&self) -> Result<Option<SdeSettings>> {
+        let Some(name) = &self.sde else {
+            return Ok(None);
+        };
+        let sampler = match self.sde_sampler.as_str() {
+            "pc" => SdeSampler::PredictorCorrector {
+                corrector_steps: self.corrector_steps,
+                snr: self.snr,
+            },
+            "ode" => SdeSampler::ProbabilityFlow,
+            other => bail!("--sde-sampler must be pc or ode, not `{other}`"),
+        };
+        Ok(Some(SdeSettings {
+            sde: Sde::from_name(name)?,
+            sampler,
+            steps: self.steps,
+        }))
     }
 
     /// Imagen's dynamic thresholding, when asked for.
@@ -250,6 +309,9 @@ impl SamplingArgs {
             }
             None => denoiser,
         };
+        if let Some(settings) = self.sde_settings()? {
+            return Ok(generate_sde(denoiser, schedule, &settings, shape, config)?);
+        }
         let bar = step_progress("sampling");
         let samples = if self.parallel {
             let settings = ParallelSettings {
