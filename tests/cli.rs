@@ -1010,3 +1010,58 @@ fn sde_samplers_run_from_the_command_line() {
     let conflict = diffuse(&[&base[..], &["--sde", "vp", "--parallel"]].concat());
     assert!(!conflict.status.success() && stderr(&conflict).contains("cannot be used with"));
 }
+
+#[test]
+fn bench_quality_fills_the_sampler_by_nfe_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let train = diffuse(&[
+        "train",
+        "--dataset",
+        "fashion-mnist",
+        "--preset",
+        "tiny",
+        "--steps",
+        "2",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(train.status.success(), "{}", stderr(&train));
+    let out = dir.path().join("quality");
+    let bench = diffuse(&[
+        "bench",
+        "quality",
+        "--pipeline",
+        run.to_str().unwrap(),
+        "--samplers",
+        "ddim,heun",
+        "--nfe",
+        "3",
+        "--n",
+        "12",
+        "--reference-n",
+        "200",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(bench.status.success(), "{}", stderr(&bench));
+    let cells: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(out.join("quality.json")).unwrap()).unwrap();
+    let steps: Vec<(String, u64)> = cells
+        .iter()
+        .map(|c| {
+            (
+                c["sampler"].as_str().unwrap().to_string(),
+                c["steps"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // Heun spends two evaluations per step: 3 NFE is 2 steps.
+    assert_eq!(steps, [("ddim".to_string(), 3), ("heun".to_string(), 2)]);
+    assert!(cells.iter().all(|c| c["fd"].as_f64().unwrap().is_finite()));
+    let table = std::fs::read_to_string(out.join("quality.md")).unwrap();
+    assert!(
+        table.starts_with("| sampler | NFE 3 |") && table.contains("| heun |"),
+        "{table}"
+    );
+}

@@ -10,6 +10,16 @@ use diffuse_core::config::DiffusersConfig;
 use diffuse_core::nn::unet::UNet2DConfig;
 use diffuse_core::train::TrainConfig;
 
+use burn::tensor::DType;
+use diffuse_core::classifier::builtin::builtin_classifier;
+use diffuse_core::data::{DatasetSource, LoadOptions, Split};
+use diffuse_core::eval::{QualitySettings, markdown_table, sampler_quality_table};
+use diffuse_core::pipeline::DiffusionPipeline;
+use diffuse_core::sampler::GenerationConfig;
+use diffuse_core::train::Trainer;
+
+use super::demo::demo_recipe;
+use super::train::{print_summary, run_with_progress};
 use crate::args::DeviceArgs;
 
 #[derive(Args, Debug)]
@@ -25,6 +35,105 @@ enum BenchTarget {
     /// Training steps per second (loss, backward, clipping, AdamW, EMA) on random data shaped
     /// as the model config states; compare with tools/reference/bench_train.py.
     Train(TrainBench),
+    /// Sample quality of the demo recipe: trains it for --minutes (or takes --pipeline), then
+    /// fills the sampler × NFE → FD table (built-in Fashion-MNIST classifier, test split) and
+    /// writes it to OUT/quality.md and OUT/quality.json.
+    Quality(QualityBench),
+}
+
+#[derive(Args, Debug)]
+struct QualityBench {
+    /// Training time budget of the demo recipe, in minutes.
+    #[arg(long, default_value_t = 8.0)]
+    minutes: f64,
+    /// Run folder: the trained pipeline and the table.
+    #[arg(long, default_value = "out/quality")]
+    out: PathBuf,
+    /// Skip training and evaluate this Fashion-MNIST pipeline folder.
+    #[arg(long, value_name = "DIR")]
+    pipeline: Option<PathBuf>,
+    /// Samplers (rows), `diffuse sample --scheduler` names.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ddpm,ddim,dpmsolver++,unipc,euler,euler-ancestral,heun,pndm"
+    )]
+    samplers: Vec<String>,
+    /// Network evaluations per sample (columns).
+    #[arg(long, value_delimiter = ',', default_value = "5,10,20,50,100")]
+    nfe: Vec<usize>,
+    /// Samples per cell.
+    #[arg(long, default_value_t = 300)]
+    n: usize,
+    /// Compare with the first COUNT test images only [default: all 10000].
+    #[arg(long, value_name = "COUNT")]
+    reference_n: Option<usize>,
+    /// Seed of the training run and of every cell's samples.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder of the Fashion-MNIST idx files [default: ../shared/data/fashion-mnist/].
+    #[arg(long = "data", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+impl QualityBench {
+    fn run(&self) -> Result<()> {
+        let device = self.device.build()?;
+        let pipeline_dir = match &self.pipeline {
+            Some(dir) => dir.clone(),
+            None => {
+                let recipe = demo_recipe(self.out.clone(), self.data_dir.clone(), self.seed);
+                let summary =
+                    run_with_progress(Trainer::new(recipe, &device)?, Some(self.minutes))?;
+                print_summary(&summary);
+                summary.out
+            }
+        };
+        let pipeline = DiffusionPipeline::load(&pipeline_dir, &device)
+            .with_context(|| format!("loading pipeline {}", pipeline_dir.display()))?;
+        let classifier = builtin_classifier("fashion-mnist", &device)?
+            .context("the built-in Fashion-MNIST classifier is missing")?;
+        let source = DatasetSource::parse("fashion-mnist", self.data_dir.as_deref())?;
+        let mut reference = source.load(&LoadOptions {
+            split: Split::Test,
+            ..LoadOptions::default()
+        })?;
+        if let Some(count) = self.reference_n.filter(|&c| c < reference.len()) {
+            reference = reference.subset(&(0..count).collect::<Vec<_>>())?;
+        }
+        let settings = QualitySettings {
+            samplers: self.samplers.clone(),
+            nfes: self.nfe.clone(),
+            generation: GenerationConfig {
+                count: self.n,
+                batch_size: 64,
+                seed: self.seed,
+                device,
+                dtype: DType::F32,
+                class_labels: None,
+                init_noise: None,
+            },
+        };
+        let cells =
+            sampler_quality_table(&pipeline, &classifier, &reference, &settings, &mut |c| {
+                eprintln!(
+                    "{} NFE {}: FD {:.3}, class accuracy {:?}",
+                    c.sampler, c.nfe, c.metrics.fd, c.metrics.class_accuracy
+                )
+            })?;
+        let table = markdown_table(&cells, &self.samplers, &self.nfe);
+        println!("{table}");
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("creating {}", self.out.display()))?;
+        let (md, json) = (self.out.join("quality.md"), self.out.join("quality.json"));
+        std::fs::write(&md, &table).with_context(|| format!("writing {}", md.display()))?;
+        std::fs::write(&json, serde_json::to_string_pretty(&cells)?)
+            .with_context(|| format!("writing {}", json.display()))?;
+        eprintln!("wrote {} and {}", md.display(), json.display());
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug)]
@@ -104,6 +213,7 @@ impl BenchCommand {
         match &self.what {
             BenchTarget::Unet(bench) => bench.run(),
             BenchTarget::Train(bench) => bench.run(),
+            BenchTarget::Quality(bench) => bench.run(),
         }
     }
 }

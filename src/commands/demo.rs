@@ -29,27 +29,6 @@ pub struct DemoCommand {
 }
 
 impl DemoCommand {
-    /// The recipe: the unet-28 preset, class-conditional (10 garments + the null class), ε
-    /// prediction, batch 32 (more steps per minute beat bigger batches in a short budget), AdamW
-    /// 2e-3 after 200 warm-up steps, EMA; the step cap is far beyond what the budget reaches.
-    fn config(&self) -> TrainConfig {
-        TrainConfig {
-            dataset: "fashion-mnist".into(),
-            data_dir: self.data_dir.clone(),
-            preset: "unet-28".into(),
-            steps: 100_000,
-            batch_size: 32,
-            seed: self.seed,
-            out: self.out.clone(),
-            checkpoint_every: 500,
-            class_conditional: true,
-            learning_rate: 2e-3,
-            warmup_steps: 200,
-            ema_max_decay: 0.995,
-            ..TrainConfig::default()
-        }
-    }
-
     pub fn run(&self) -> Result<()> {
         let checkpoints = self.out.join("checkpoints");
         if checkpoints.exists() {
@@ -57,7 +36,8 @@ impl DemoCommand {
                 format!("clearing the previous demo run in {}", self.out.display())
             })?;
         }
-        let trainer = Trainer::new(self.config(), &self.device.build()?)?;
+        let recipe = demo_recipe(self.out.clone(), self.data_dir.clone(), self.seed);
+        let trainer = Trainer::new(recipe, &self.device.build()?)?;
         println!(
             "Training a class-conditional U-Net ({} parameters) on Fashion-MNIST ({} images) for \
              {} minutes on {}; Ctrl-C stops early and still saves.",
@@ -77,5 +57,26 @@ impl DemoCommand {
             );
         }
         Ok(())
+    }
+}
+
+/// The demo's recipe: the unet-28 preset, class-conditional (10 garments + the null class), ε
+/// prediction, batch 32 (more steps per minute beat bigger batches in a short budget), AdamW
+/// 2e-3 after 200 warm-up steps, EMA; the step cap is far beyond what a time budget reaches.
+pub fn demo_recipe(out: PathBuf, data_dir: Option<PathBuf>, seed: u64) -> TrainConfig {
+    TrainConfig {
+        dataset: "fashion-mnist".into(),
+        data_dir,
+        preset: "unet-28".into(),
+        steps: 100_000,
+        batch_size: 32,
+        seed,
+        out,
+        checkpoint_every: 500,
+        class_conditional: true,
+        learning_rate: 2e-3,
+        warmup_steps: 200,
+        ema_max_decay: 0.995,
+        ..TrainConfig::default()
     }
 }
