@@ -1,8 +1,11 @@
 //! Flag groups shared by several subcommands.
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
 use burn::tensor::Device;
 use clap::Args;
+use diffuse_core::data::{ColorMode, Dataset, DatasetSource, LoadOptions, Split};
 use diffuse_core::schedule::{BetaSchedule, NoiseSchedule};
 
 /// The forward process: which β schedule over how many training steps.
@@ -63,5 +66,37 @@ pub struct DeviceArgs {
 impl DeviceArgs {
     pub fn build(&self) -> Result<Device> {
         Ok(diffuse_core::device::parse_device(&self.device)?)
+    }
+}
+
+/// Where a dataset's files are and how image folders are decoded.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Folder of the mnist/fashion-mnist idx files [default: ../shared/data/<name>/].
+    #[arg(long = "data", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Image folders: resize and center-crop to this square size.
+    #[arg(long, default_value_t = 32)]
+    pub resolution: usize,
+    /// Image folders: gray or rgb.
+    #[arg(long, default_value = "rgb")]
+    pub color: String,
+}
+
+impl DataArgs {
+    /// The test split of `dataset` (an image folder or .csv whole; a toy set drawn with
+    /// `toy_samples` points by `seed`).
+    pub fn load_test(&self, dataset: &str, toy_samples: usize, seed: u64) -> Result<Dataset> {
+        let source = DatasetSource::parse(dataset, self.data_dir.as_deref())?;
+        let options = LoadOptions {
+            split: Split::Test,
+            resolution: self.resolution,
+            color: self.color.parse::<ColorMode>()?,
+            toy_samples,
+            seed,
+        };
+        source
+            .load(&options)
+            .with_context(|| format!("loading the data `{dataset}`"))
     }
 }

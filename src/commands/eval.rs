@@ -7,7 +7,7 @@ use clap::Args;
 use diffuse_core::classifier::NoiseAwareClassifier;
 use diffuse_core::classifier::builtin::{builtin_classifier, builtin_datasets};
 use diffuse_core::data::toy::known_mixture;
-use diffuse_core::data::{ColorMode, DataKind, Dataset, DatasetSource, LoadOptions, Split};
+use diffuse_core::data::{DataKind, Dataset, DatasetSource};
 use diffuse_core::eval::{FeatureSet, evaluate_images, evaluate_vectors, quantize_to_8bit};
 use diffuse_core::io::read_safetensors;
 use diffuse_core::pipeline::DiffusionPipeline;
@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::sampling::{SamplingArgs, class_labels_for};
 use super::{extend, print_table};
+use crate::args::DataArgs;
 
 /// Keeps the reference draw of a toy set apart from the training draw of the same seed.
 const REFERENCE_SEED_SALT: u64 = 0x5eed_da7a;
@@ -48,15 +49,8 @@ pub struct EvalCommand {
     /// .csv file, or for toy:NAME a fresh draw of as many points as samples.
     #[arg(long)]
     dataset: String,
-    /// Folder of the mnist/fashion-mnist idx files [default: ../shared/data/<name>/].
-    #[arg(long = "data", value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Image folders: resize and center-crop to this square size.
-    #[arg(long, default_value_t = 32)]
-    resolution: usize,
-    /// Image folders: gray or rgb.
-    #[arg(long, default_value = "rgb")]
-    color: String,
+    #[command(flatten)]
+    data: DataArgs,
     /// The classifier whose penultimate features FD, KID and precision/recall use, a folder from
     /// `diffuse train-classifier` on --dataset [default: the built-in one for mnist and
     /// fashion-mnist].
@@ -156,17 +150,11 @@ impl EvalCommand {
     }
 
     fn reference(&self, count: usize) -> Result<Dataset> {
-        let source = DatasetSource::parse(&self.dataset, self.data_dir.as_deref())?;
-        let options = LoadOptions {
-            split: Split::Test,
-            resolution: self.resolution,
-            color: self.color.parse::<ColorMode>()?,
-            toy_samples: count,
-            seed: self.sampling.seed ^ REFERENCE_SEED_SALT,
-        };
-        let reference = source
-            .load(&options)
-            .with_context(|| format!("loading the reference data `{}`", self.dataset))?;
+        let reference = self.data.load_test(
+            &self.dataset,
+            count,
+            self.sampling.seed ^ REFERENCE_SEED_SALT,
+        )?;
         if reference.is_empty() {
             bail!("the reference data `{}` is empty", self.dataset);
         }

@@ -4,13 +4,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use diffuse_core::data::{ColorMode, DataKind, DatasetSource, LoadOptions, Split};
+use diffuse_core::data::DataKind;
 use diffuse_core::eval::{VlbSettings, VlbTimesteps, variational_bound};
 use diffuse_core::pipeline::DiffusionPipeline;
 use serde_json::json;
 
 use super::{extend, print_table, report_to, step_progress};
-use crate::args::DeviceArgs;
+use crate::args::{DataArgs, DeviceArgs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Method {
@@ -28,15 +28,8 @@ pub struct NllCommand {
     /// pipelines are scored on the images' own labels, log p(x | y).
     #[arg(long)]
     dataset: String,
-    /// Folder of the mnist/fashion-mnist idx files [default: ../shared/data/<name>/].
-    #[arg(long = "data", value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Image folders: resize and center-crop to this square size.
-    #[arg(long, default_value_t = 32)]
-    resolution: usize,
-    /// Image folders: gray or rgb.
-    #[arg(long, default_value = "rgb")]
-    color: String,
+    #[command(flatten)]
+    data: DataArgs,
     #[arg(long, value_enum, default_value = "vlb")]
     method: Method,
     /// Score the first COUNT images.
@@ -67,13 +60,7 @@ impl NllCommand {
         let device = self.device.build()?;
         let pipeline = DiffusionPipeline::load(&self.pipeline, &device)
             .with_context(|| format!("loading pipeline {}", self.pipeline.display()))?;
-        let source = DatasetSource::parse(&self.dataset, self.data_dir.as_deref())?;
-        let data = source.load(&LoadOptions {
-            split: Split::Test,
-            resolution: self.resolution,
-            color: self.color.parse::<ColorMode>()?,
-            ..LoadOptions::default()
-        })?;
+        let data = self.data.load_test(&self.dataset, 0, 0)?;
         if data.kind != DataKind::Images {
             bail!(
                 "`diffuse nll` scores 8-bit images; `{}` is vector data",
