@@ -25,7 +25,7 @@ for row in $ROWS; do
     [ "$sampler" = heun ] && steps=$(( (nfe + 1) / 2 ))
     extra=()
     [ -n "${flag:-}" ] && extra+=("$flag" "$value")
-    [ "$sampler" = pndm ] || extra+=(--dynamic-threshold 1.0)
+    [ "$sampler" = pndm ] || [ "$sampler" = euler-ancestral ] || extra+=(--dynamic-threshold 1.0)
     json=$("$BIN" eval --pipeline "$PIPE" --dataset fashion-mnist --n "$N" --seed 0 --json \
       --scheduler "$sampler" --steps "$steps" --timestep-spacing trailing "${extra[@]}" 2>/dev/null || echo '{}')
     echo "$name $nfe $json" >> "$OUT"

@@ -1,7 +1,7 @@
 //! The sampler × NFE → FD table of a trained image pipeline (DDIM's Table 1 done with our
 //! metrics): every cell draws the same seeded samples, classes 0, 1, …, K−1 in turn for
 //! class-conditional models, with trailing timestep spacing and x̂₀ clipped to [−1, 1] by
-//! every sampler that forms x̂₀ (PNDM does not).
+//! every sampler that can clip it (not PNDM or Euler ancestral).
 
 use serde::Serialize;
 
@@ -11,7 +11,7 @@ use crate::classifier::NoiseAwareClassifier;
 use crate::data::Dataset;
 use crate::error::{DiffuseError, Result};
 use crate::pipeline::{DiffusionPipeline, SamplerOverrides};
-use crate::sampler::{GenerationConfig, SamplingPlan, X0Limit, generate};
+use crate::sampler::{GenerationConfig, SamplerKind, SamplingPlan, X0Limit, generate};
 use crate::schedule::TimestepSpacing;
 
 /// Which cells to fill and how many samples each gets.
@@ -64,7 +64,7 @@ pub fn sampler_quality_table(
     });
     let mut cells = Vec::new();
     for name in &settings.samplers {
-        let clip = (name != "pndm").then_some(X0Limit::Dynamic {
+        let clip = SamplerKind::takes_x0_limit(name).then_some(X0Limit::Dynamic {
             ratio: 1.0,
             max_value: 1.0,
         });

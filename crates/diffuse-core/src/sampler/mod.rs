@@ -116,10 +116,9 @@ impl SamplerKind {
             "--solver-order",
             settings.solver_order.is_some() && !ordered,
         )?;
-        let unlimited = matches!(name, "pndm" | "euler-ancestral");
         reject(
             "clipping/thresholding of x0",
-            settings.x0_limit != X0Limit::None && unlimited,
+            settings.x0_limit != X0Limit::None && !Self::takes_x0_limit(name),
         )?;
         reject(
             "set_alpha_to_one",
@@ -194,6 +193,12 @@ impl SamplerKind {
             name,
             "dpmsolver++" | "dpmsolver++-sde" | "unipc" | "euler" | "heun"
         )
+    }
+
+    /// Whether the sampler named `name` forms x̂₀ that can be clipped or thresholded (PNDM steps
+    /// on ε directly; Euler ancestral, like diffusers', never clips).
+    pub fn takes_x0_limit(name: &str) -> bool {
+        !matches!(name, "pndm" | "euler-ancestral")
     }
 
     /// Whether the sampler named `name` has a solver order.
