@@ -81,3 +81,59 @@ fn plain_euler_maruyama_reproduces_the_mixture() {
     };
     check("VP EM", "vp", no_corrector, 1000);
 }
+
+/// The last predictor step returns its mean (Song et al.'s `denoise`): one Euler–Maruyama step
+/// from a given x_1 is x_1 + (f x_1 − g² ∇ log p_1(x_1))·(ε − 1), with no noise added.
+#[test]
+fn the_last_predictor_step_adds_no_noise() {
+    use burn::tensor::Tensor;
+    use diffuse_core::sampler::grid::schedule_sigmas;
+    use diffuse_core::sampler::sde::score;
+    use diffuse_core::tensor_ops::{from_host_f64, to_host_f64};
+
+    let mixture = GaussianMixture::from_json(THREE_BLOBS).unwrap();
+    let linear = BetaSchedule::Linear {
+        beta_start: 1e-4,
+        beta_end: 0.02,
+    };
+    let schedule = NoiseSchedule::new(&linear, 1000, false).unwrap();
+    let denoiser = GmmDenoiser::new(mixture, schedule.clone(), PredictionType::Epsilon);
+    let sde = Sde::from_name("vp").unwrap();
+    let z = vec![0.3, -1.1, 1.7, 0.2];
+    let config = GenerationConfig {
+        count: 2,
+        batch_size: 2,
+        seed: 3,
+        device: Device::flex(),
+        dtype: DType::F64,
+        class_labels: None,
+        init_noise: Some(z.clone()),
+    };
+    let settings = SdeSettings {
+        sde,
+        sampler: SdeSampler::PredictorCorrector {
+            corrector_steps: 0,
+            snr: 0.0,
+        },
+        steps: 1,
+    };
+    let ours = generate_sde(&denoiser, &schedule, &settings, &[2], &config).unwrap();
+    let x: Tensor<2> = from_host_f64(z, [2, 2], &Device::flex(), DType::F64);
+    let x = x.mul_scalar(sde.marginal(1.0).1);
+    let (f, g) = sde.drift_and_diffusion(1.0);
+    let grad = score(
+        &denoiser,
+        &schedule,
+        &schedule_sigmas(&schedule),
+        x.clone(),
+        sde.marginal(1.0),
+        None,
+    )
+    .unwrap();
+    let dt = sde.end_time() - 1.0;
+    let expected =
+        to_host_f64(x.clone() + (x.mul_scalar(f) - grad.mul_scalar(g * g)).mul_scalar(dt)).unwrap();
+    for (a, b) in ours.iter().zip(&expected) {
+        assert!((a - b).abs() < 1e-12, "{ours:?} vs {expected:?}");
+    }
+}

@@ -179,7 +179,7 @@ fn sample_sde_batch<const D: usize>(
     let score_at =
         |x: Tensor<D>, t: f64| score(denoiser, schedule, &sigmas, x, sde.marginal(t), labels);
     let mut x = z.mul_scalar(sde.marginal(1.0).1);
-    for window in times.windows(2) {
+    for (step, window) in times.windows(2).enumerate() {
         let (t, t_next) = (window[0], window[1]);
         let dt = t_next - t; // negative: time runs backwards
         match sampler {
@@ -196,8 +196,7 @@ fn sample_sde_batch<const D: usize>(
                 let (f, g) = sde.drift_and_diffusion(t);
                 let grad = score_at(x.clone(), t)?;
                 let mean = x.clone() + (x.mul_scalar(f) - grad.mul_scalar(g * g)).mul_scalar(dt);
-                let is_last = t_next == end;
-                x = if is_last {
+                x = if step + 1 == steps {
                     mean
                 } else {
                     mean + noise
