@@ -3,27 +3,15 @@
 
 use burn::tensor::{DType, Device};
 use diffuse_core::forward::PredictionType;
-use diffuse_core::gmm::{GaussianMixture, GmmDenoiser};
+use diffuse_core::gmm::GmmDenoiser;
 use diffuse_core::sampler::{
     DdimOptions, DdpmOptions, GenerationConfig, ParallelSettings, SamplerKind, SamplerSettings,
     SamplingPlan, generate, generate_parallel,
 };
-use diffuse_core::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
+use diffuse_core::schedule::{NoiseSchedule, TimestepSpacing};
 
-const THREE_BLOBS: &str = include_str!("../../../examples/mixtures/three-blobs.json");
-
-fn setup(prediction_type: PredictionType) -> (GmmDenoiser, NoiseSchedule) {
-    let mixture = GaussianMixture::from_json(THREE_BLOBS).unwrap();
-    let linear = BetaSchedule::Linear {
-        beta_start: 1e-4,
-        beta_end: 0.02,
-    };
-    let schedule = NoiseSchedule::new(&linear, 1000, false).unwrap();
-    (
-        GmmDenoiser::new(mixture, schedule.clone(), prediction_type),
-        schedule,
-    )
-}
+mod common;
+use common::{assert_matches_mixture, three_blobs};
 
 fn draw(
     denoiser: &GmmDenoiser,
@@ -78,24 +66,9 @@ fn draw_spaced(
     generate(denoiser, schedule, &plan, &[2], &config, &mut |_, _| {}).unwrap()
 }
 
-/// Per-component weight and mean errors within 3 standard errors of the Monte-Carlo noise.
-fn assert_matches_mixture(name: &str, mixture: &GaussianMixture, samples: &[f64]) {
-    for (k, stats) in mixture.component_stats(samples).iter().enumerate() {
-        let z = stats.max_error_in_std_errors();
-        println!(
-            "{name} component {k}: weight {:.4} (true {:.4}), mean {:?} (true {:?}), max error {z:.2} s.e.",
-            stats.weight, stats.true_weight, stats.mean, stats.true_mean
-        );
-        assert!(
-            z <= 3.0,
-            "{name}: component {k} is {z:.2} standard errors off"
-        );
-    }
-}
-
 #[test]
 fn ddpm_1000_reproduces_the_mixture() {
-    let (denoiser, schedule) = setup(PredictionType::Epsilon);
+    let (denoiser, schedule) = three_blobs(PredictionType::Epsilon);
     let samples = draw(
         &denoiser,
         &schedule,
@@ -114,7 +87,7 @@ fn ddpm_1000_reproduces_the_mixture() {
 /// one standard error while the blob holds fewer than (0.4/0.027)² ≈ 219 samples, i.e. n ≈ 1000.
 #[test]
 fn ddim_100_reproduces_the_mixture() {
-    let (denoiser, schedule) = setup(PredictionType::VPrediction);
+    let (denoiser, schedule) = three_blobs(PredictionType::VPrediction);
     let samples = draw(
         &denoiser,
         &schedule,
@@ -130,7 +103,7 @@ fn ddim_100_reproduces_the_mixture() {
 fn ddim_error_shrinks_with_more_steps() {
     // DDIM (η = 0) integrates the probability-flow ODE; from the same x_T, its endpoint converges
     // to the 1000-step solution as N grows.
-    let (denoiser, schedule) = setup(PredictionType::Epsilon);
+    let (denoiser, schedule) = three_blobs(PredictionType::Epsilon);
     let ddim = SamplerKind::Ddim(DdimOptions::default());
     let reference = draw(&denoiser, &schedule, ddim.clone(), 1000, 500, 500);
     let errors: Vec<f64> = [10, 20, 50]
@@ -151,7 +124,7 @@ fn ddim_error_shrinks_with_more_steps() {
 
 #[test]
 fn samples_do_not_depend_on_the_batch_size() {
-    let (denoiser, schedule) = setup(PredictionType::Sample);
+    let (denoiser, schedule) = three_blobs(PredictionType::Sample);
     let ddpm = SamplerKind::Ddpm(DdpmOptions::default());
     let whole = draw(&denoiser, &schedule, ddpm.clone(), 20, 37, 37);
     let split = draw(&denoiser, &schedule, ddpm, 20, 37, 8);
@@ -179,7 +152,7 @@ fn named(name: &str, order: Option<usize>) -> SamplerKind {
 /// solution; higher-order solvers must show it: DPM-Solver++ at 10 and 20 steps beats DDIM.
 #[test]
 fn higher_order_solvers_beat_ddim_at_few_steps() {
-    let (denoiser, schedule) = setup(PredictionType::Epsilon);
+    let (denoiser, schedule) = three_blobs(PredictionType::Epsilon);
     let count = 200;
     let run = |sampler: SamplerKind, steps| {
         draw_spaced(
@@ -227,7 +200,7 @@ fn higher_order_solvers_beat_ddim_at_few_steps() {
 /// sequential rounds; DDPM's step noise is drawn up front in the sequential order.
 #[test]
 fn parallel_sampling_matches_sequential_in_fewer_rounds() {
-    let (denoiser, schedule) = setup(PredictionType::Epsilon);
+    let (denoiser, schedule) = three_blobs(PredictionType::Epsilon);
     let settings = ParallelSettings {
         window: 20,
         tolerance: 1e-4,
@@ -280,7 +253,7 @@ fn parallel_sampling_matches_sequential_in_fewer_rounds() {
 fn nfe_table() {
     use diffuse_core::sampler::PndmOptions;
     use rand::SeedableRng;
-    let (denoiser, schedule) = setup(PredictionType::Epsilon);
+    let (denoiser, schedule) = three_blobs(PredictionType::Epsilon);
     let mixture = denoiser.mixture().clone();
     let count = 2000;
     let exact = mixture.sample(count, &mut rand_chacha::ChaCha8Rng::seed_from_u64(7));

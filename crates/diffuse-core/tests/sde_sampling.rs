@@ -5,21 +5,14 @@
 
 use burn::tensor::{DType, Device};
 use diffuse_core::forward::PredictionType;
-use diffuse_core::gmm::{GaussianMixture, GmmDenoiser};
 use diffuse_core::sampler::GenerationConfig;
 use diffuse_core::sampler::sde::{Sde, SdeSampler, SdeSettings, generate_sde};
-use diffuse_core::schedule::{BetaSchedule, NoiseSchedule};
 
-const THREE_BLOBS: &str = include_str!("../../../examples/mixtures/three-blobs.json");
+mod common;
+use common::{assert_matches_mixture, three_blobs};
 
 fn check(name: &str, sde: &str, sampler: SdeSampler, steps: usize) {
-    let mixture = GaussianMixture::from_json(THREE_BLOBS).unwrap();
-    let linear = BetaSchedule::Linear {
-        beta_start: 1e-4,
-        beta_end: 0.02,
-    };
-    let schedule = NoiseSchedule::new(&linear, 1000, false).unwrap();
-    let denoiser = GmmDenoiser::new(mixture.clone(), schedule.clone(), PredictionType::Epsilon);
+    let (denoiser, schedule) = three_blobs(PredictionType::Epsilon);
     let config = GenerationConfig {
         count: 2000,
         batch_size: 1000,
@@ -35,17 +28,7 @@ fn check(name: &str, sde: &str, sampler: SdeSampler, steps: usize) {
         steps,
     };
     let samples = generate_sde(&denoiser, &schedule, &settings, &[2], &config).unwrap();
-    for (k, stats) in mixture.component_stats(&samples).iter().enumerate() {
-        let z = stats.max_error_in_std_errors();
-        println!(
-            "{name} component {k}: weight {:.4} (true {:.4}), mean {:?} (true {:?}), {z:.2} s.e.",
-            stats.weight, stats.true_weight, stats.mean, stats.true_mean
-        );
-        assert!(
-            z <= 3.0,
-            "{name}: component {k} is {z:.2} standard errors off"
-        );
-    }
+    assert_matches_mixture(name, denoiser.mixture(), &samples);
 }
 
 const PC: SdeSampler = SdeSampler::PredictorCorrector {
@@ -91,13 +74,7 @@ fn the_last_predictor_step_adds_no_noise() {
     use diffuse_core::sampler::sde::score;
     use diffuse_core::tensor_ops::{from_host_f64, to_host_f64};
 
-    let mixture = GaussianMixture::from_json(THREE_BLOBS).unwrap();
-    let linear = BetaSchedule::Linear {
-        beta_start: 1e-4,
-        beta_end: 0.02,
-    };
-    let schedule = NoiseSchedule::new(&linear, 1000, false).unwrap();
-    let denoiser = GmmDenoiser::new(mixture, schedule.clone(), PredictionType::Epsilon);
+    let (denoiser, schedule) = three_blobs(PredictionType::Epsilon);
     let sde = Sde::from_name("vp").unwrap();
     let z = vec![0.3, -1.1, 1.7, 0.2];
     let config = GenerationConfig {

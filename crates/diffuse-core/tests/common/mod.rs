@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 
 use burn::tensor::{DType, Device, Tensor};
+use diffuse_core::forward::PredictionType;
+use diffuse_core::gmm::{GaussianMixture, GmmDenoiser};
 use diffuse_core::noise::NoiseSource;
 use diffuse_core::sampler::{DdimOptions, DdpmOptions, SamplerKind, SamplingPlan, X0Limit};
-use diffuse_core::schedule::NoiseSchedule;
+use diffuse_core::schedule::{BetaSchedule, NoiseSchedule};
 use diffuse_core::tensor_ops::from_host_f64;
 use serde_json::Value;
 
@@ -104,5 +106,37 @@ impl NoiseSource for Replay {
             .next()
             .expect("the sampler asked for more noise than the reference used");
         from_host_f64(values, like.dims(), &like.device(), like.dtype())
+    }
+}
+
+/// examples/mixtures/three-blobs.json: three 2-D Gaussian blobs.
+const THREE_BLOBS: &str = include_str!("../../../../examples/mixtures/three-blobs.json");
+
+/// The three-blob mixture's exact denoiser on DDPM's linear schedule (T = 1000).
+pub fn three_blobs(prediction_type: PredictionType) -> (GmmDenoiser, NoiseSchedule) {
+    let mixture = GaussianMixture::from_json(THREE_BLOBS).unwrap();
+    let linear = BetaSchedule::Linear {
+        beta_start: 1e-4,
+        beta_end: 0.02,
+    };
+    let schedule = NoiseSchedule::new(&linear, 1000, false).unwrap();
+    (
+        GmmDenoiser::new(mixture, schedule.clone(), prediction_type),
+        schedule,
+    )
+}
+
+/// Per-component weight and mean errors within 3 standard errors of the Monte-Carlo noise.
+pub fn assert_matches_mixture(name: &str, mixture: &GaussianMixture, samples: &[f64]) {
+    for (k, stats) in mixture.component_stats(samples).iter().enumerate() {
+        let z = stats.max_error_in_std_errors();
+        println!(
+            "{name} component {k}: weight {:.4} (true {:.4}), mean {:?} (true {:?}), max error {z:.2} s.e.",
+            stats.weight, stats.true_weight, stats.mean, stats.true_mean
+        );
+        assert!(
+            z <= 3.0,
+            "{name}: component {k} is {z:.2} standard errors off"
+        );
     }
 }
