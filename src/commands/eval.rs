@@ -109,11 +109,7 @@ impl EvalCommand {
         let device = self.sampling.device.build()?;
         let pipeline = DiffusionPipeline::load(dir, &device)
             .with_context(|| format!("loading pipeline {}", dir.display()))?;
-        // The null class (the last row of the class table) is not a class to draw.
-        let labels = pipeline
-            .network
-            .class_table_size()
-            .map(|size| (0..self.n).map(|i| i % (size - 1).max(1)).collect());
+        let labels = pipeline.network.balanced_class_labels(self.n);
         let config = self
             .sampling
             .generation_config(self.n, labels.clone(), None)?;

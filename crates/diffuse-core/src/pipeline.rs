@@ -520,6 +520,13 @@ impl DenoisingNetwork {
         }
     }
 
+    /// Labels for `count` samples of a class-conditional network: classes 0, 1, …, K−1 in turn
+    /// (the null class, the table's last row, is not drawn); `None` for an unconditional one.
+    pub fn balanced_class_labels(&self, count: usize) -> Option<Vec<usize>> {
+        self.class_table_size()
+            .map(|size| (0..count).map(|i| i % (size - 1).max(1)).collect())
+    }
+
     /// One sample's shape [C, H, W], when the config fixes it.
     pub fn sample_shape(&self) -> Option<[usize; 3]> {
         match self {

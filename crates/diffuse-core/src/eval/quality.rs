@@ -57,11 +57,7 @@ pub fn sampler_quality_table(
     let schedule = pipeline.scheduler.schedule()?;
     let denoiser = pipeline.denoiser()?;
     let mut generation = settings.generation.clone();
-    generation.class_labels = pipeline.network.class_table_size().map(|size| {
-        (0..generation.count)
-            .map(|i| i % (size - 1).max(1))
-            .collect()
-    });
+    generation.class_labels = pipeline.network.balanced_class_labels(generation.count);
     let mut cells = Vec::new();
     for name in &settings.samplers {
         let clip = SamplerKind::takes_x0_limit(name).then_some(X0Limit::Dynamic {
