@@ -8,7 +8,9 @@ use diffuse_core::classifier::NoiseAwareClassifier;
 use diffuse_core::classifier::builtin::{builtin_classifier, builtin_datasets};
 use diffuse_core::data::toy::known_mixture;
 use diffuse_core::data::{DataKind, Dataset, DatasetSource};
-use diffuse_core::eval::{FeatureSet, evaluate_images, evaluate_vectors, quantize_to_8bit};
+use diffuse_core::eval::{
+    FeatureSet, ImageReference, evaluate_images, evaluate_vectors, quantize_to_8bit,
+};
 use diffuse_core::io::read_safetensors;
 use diffuse_core::pipeline::DiffusionPipeline;
 use serde_json::{Value, json};
@@ -185,7 +187,7 @@ impl EvalCommand {
             &classifier,
             &samples,
             drawn.labels.as_deref(),
-            reference,
+            &ImageReference::new(&classifier, reference)?,
             self.sampling.seed,
         )?;
         Ok(serde_json::to_value(metrics)?)

@@ -8,8 +8,8 @@ use diffuse_core::classifier::builtin::builtin_classifier;
 use diffuse_core::data::idx::{self, IdxDataset};
 use diffuse_core::data::{Dataset, Split};
 use diffuse_core::eval::{
-    FeatureSet, GaussianStats, evaluate_images, frechet_distance, kernel_inception_distance,
-    precision_recall,
+    FeatureSet, GaussianStats, ImageReference, evaluate_images, frechet_distance,
+    kernel_inception_distance, precision_recall,
 };
 use serde_json::Value;
 
@@ -73,14 +73,15 @@ fn the_test_set_is_at_distance_zero_from_itself_and_close_to_the_train_set() {
     let test = fashion_mnist(Split::Test, 2000);
     let train = fashion_mnist(Split::Train, 2000);
     let labels = test.labels.clone().unwrap();
-    let itself = evaluate_images(&classifier, &test.values, Some(&labels), &test, 0).unwrap();
+    let reference = ImageReference::new(&classifier, &test).unwrap();
+    let itself = evaluate_images(&classifier, &test.values, Some(&labels), &reference, 0).unwrap();
     assert!(itself.fd.abs() < 1e-6, "FD(test, test) = {}", itself.fd);
     assert_eq!((itself.precision, itself.recall), (1.0, 1.0));
     // The class accuracy of real images under their true labels is the classifier's accuracy.
     let accuracy = itself.class_accuracy.unwrap();
     assert!(accuracy > 0.88, "accuracy on 2000 test images {accuracy}");
 
-    let train_vs_test = evaluate_images(&classifier, &train.values, None, &test, 0).unwrap();
+    let train_vs_test = evaluate_images(&classifier, &train.values, None, &reference, 0).unwrap();
     // Images that are data but not Fashion-MNIST: every test image mirrored left to right and
     // flipped upside down.
     let [_, h, w] = test.sample_shape;
@@ -89,7 +90,7 @@ fn the_test_set_is_at_distance_zero_from_itself_and_close_to_the_train_set() {
         .chunks(h * w)
         .flat_map(|image| image.iter().rev().copied().collect::<Vec<_>>())
         .collect();
-    let flipped_vs_test = evaluate_images(&classifier, &flipped, None, &test, 0).unwrap();
+    let flipped_vs_test = evaluate_images(&classifier, &flipped, None, &reference, 0).unwrap();
     eprintln!("itself {itself:?}\ntrain/test {train_vs_test:?}\nflipped/test {flipped_vs_test:?}");
     assert!(
         train_vs_test.fd < 0.05 * flipped_vs_test.fd,
@@ -120,9 +121,11 @@ fn bad_sample_sets_are_errors() {
         .unwrap()
         .unwrap();
     let test = fashion_mnist(Split::Test, 50);
-    let empty = evaluate_images(&classifier, &[], None, &test, 0).unwrap_err();
+    let reference = ImageReference::new(&classifier, &test).unwrap();
+    let empty = evaluate_images(&classifier, &[], None, &reference, 0).unwrap_err();
     assert!(empty.to_string().contains("no samples"), "{empty}");
-    let ragged = evaluate_images(&classifier, &test.values[..100], None, &test, 0).unwrap_err();
+    let ragged =
+        evaluate_images(&classifier, &test.values[..100], None, &reference, 0).unwrap_err();
     assert!(ragged.to_string().contains("no whole"), "{ragged}");
     let few = FeatureSet::new(vec![1.0; 3], 1).unwrap();
     assert!(precision_recall(&few, &few).is_err());

@@ -18,9 +18,11 @@ pub mod vlb;
 pub use features::{ClassifiedImages, classify_images, quantize_to_8bit};
 pub use frechet::{GaussianStats, frechet_distance};
 pub use kid::{Kid, kernel_inception_distance};
-pub use precision_recall::{PrecisionRecall, precision_recall};
+pub use precision_recall::{
+    KnnManifold, PrecisionRecall, precision_recall, precision_recall_against,
+};
 pub use quality::{QualityCell, QualitySettings, markdown_table, sampler_quality_table};
-pub use report::{ImageMetrics, VectorMetrics, evaluate_images, evaluate_vectors};
+pub use report::{ImageMetrics, ImageReference, VectorMetrics, evaluate_images, evaluate_vectors};
 pub use sliced_wasserstein::sliced_wasserstein;
 pub use vlb::{VlbReport, VlbSettings, VlbTimesteps, variational_bound};
 

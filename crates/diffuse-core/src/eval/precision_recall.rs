@@ -17,48 +17,69 @@ pub struct PrecisionRecall {
     pub recall: f64,
 }
 
+/// A set's k-NN manifold (Eq. 1 of the paper): its points and the squared distance from each to
+/// its k-th nearest neighbour. Built once, it serves any number of sets compared with it.
+#[derive(Debug, Clone)]
+pub struct KnnManifold {
+    points: DMatrix<f64>,
+    radii: Vec<f64>,
+}
+
+impl KnnManifold {
+    pub fn new(set: &FeatureSet) -> Result<Self> {
+        if set.len() <= NEIGHBOURHOOD {
+            return Err(DiffuseError::config(format!(
+                "precision and recall need more than {NEIGHBOURHOOD} samples in each set (got {})",
+                set.len()
+            )));
+        }
+        let points = set.matrix();
+        let radii = kth_neighbour_distances2(&points);
+        Ok(Self { points, radii })
+    }
+
+    /// The fraction of the rows of `queries` inside the manifold.
+    fn coverage(&self, queries: &DMatrix<f64>) -> f64 {
+        let mut inside = 0;
+        for start in (0..queries.nrows()).step_by(BLOCK) {
+            let rows = BLOCK.min(queries.nrows() - start);
+            let distances =
+                squared_distances(&queries.rows(start, rows).into_owned(), &self.points);
+            inside += distances
+                .row_iter()
+                .filter(|row| row.iter().zip(&self.radii).any(|(d, r)| d <= r))
+                .count();
+        }
+        inside as f64 / queries.nrows() as f64
+    }
+}
+
 /// Precision and recall of `generated` against `real` with k = 3.
 pub fn precision_recall(real: &FeatureSet, generated: &FeatureSet) -> Result<PrecisionRecall> {
-    if real.dim() != generated.dim() {
+    precision_recall_against(&KnnManifold::new(real)?, generated)
+}
+
+/// [`precision_recall`] against a real manifold built beforehand.
+pub fn precision_recall_against(
+    real: &KnnManifold,
+    generated: &FeatureSet,
+) -> Result<PrecisionRecall> {
+    if real.points.ncols() != generated.dim() {
         return Err(DiffuseError::config(format!(
             "feature widths differ: {} vs {}",
-            real.dim(),
+            real.points.ncols(),
             generated.dim()
         )));
     }
-    if real.len() <= NEIGHBOURHOOD || generated.len() <= NEIGHBOURHOOD {
-        return Err(DiffuseError::config(format!(
-            "precision and recall need more than {NEIGHBOURHOOD} samples in each set (got {} \
-             real, {} generated)",
-            real.len(),
-            generated.len()
-        )));
-    }
+    let generated_manifold = KnnManifold::new(generated)?;
     Ok(PrecisionRecall {
-        precision: coverage(real, generated),
-        recall: coverage(generated, real),
+        precision: real.coverage(&generated_manifold.points),
+        recall: generated_manifold.coverage(&real.points),
     })
 }
 
 /// Rows per block of the distance matrices, which bounds their memory to BLOCK × N values.
 const BLOCK: usize = 1024;
-
-/// The fraction of `queries` inside the k-NN manifold of `support` (Eq. 1 of the paper).
-fn coverage(support: &FeatureSet, queries: &FeatureSet) -> f64 {
-    let support = support.matrix();
-    let radii = kth_neighbour_distances2(&support);
-    let queries = queries.matrix();
-    let mut inside = 0;
-    for start in (0..queries.nrows()).step_by(BLOCK) {
-        let rows = BLOCK.min(queries.nrows() - start);
-        let distances = squared_distances(&queries.rows(start, rows).into_owned(), &support);
-        inside += distances
-            .row_iter()
-            .filter(|row| row.iter().zip(&radii).any(|(d, r)| d <= r))
-            .count();
-    }
-    inside as f64 / queries.nrows() as f64
-}
 
 /// Squared distance from each row to its k-th nearest row of the same set, itself not counted
 /// (the k-th entry after the zeroth, itself, in each sorted row of distances).

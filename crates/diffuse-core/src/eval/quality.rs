@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::features::quantize_to_8bit;
-use super::report::{ImageMetrics, evaluate_images};
+use super::report::{ImageMetrics, ImageReference, evaluate_images};
 use crate::classifier::NoiseAwareClassifier;
 use crate::data::Dataset;
 use crate::error::{DiffuseError, Result};
@@ -56,6 +56,7 @@ pub fn sampler_quality_table(
     })?;
     let schedule = pipeline.scheduler.schedule()?;
     let denoiser = pipeline.denoiser()?;
+    let reference = ImageReference::new(classifier, reference)?;
     let mut generation = settings.generation.clone();
     generation.class_labels = pipeline.network.balanced_class_labels(generation.count);
     let mut cells = Vec::new();
@@ -90,7 +91,7 @@ pub fn sampler_quality_table(
                 classifier,
                 &quantize_to_8bit(&samples),
                 generation.class_labels.as_deref(),
-                reference,
+                &reference,
                 generation.seed,
             )?;
             let cell = QualityCell {

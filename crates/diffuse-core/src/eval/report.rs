@@ -6,7 +6,7 @@ use super::FeatureSet;
 use super::features::classify_images;
 use super::frechet::{GaussianStats, frechet_distance};
 use super::kid::kernel_inception_distance;
-use super::precision_recall::precision_recall;
+use super::precision_recall::{KnnManifold, precision_recall_against};
 use super::sliced_wasserstein::sliced_wasserstein;
 use crate::classifier::NoiseAwareClassifier;
 use crate::classifier::train::fraction_correct;
@@ -30,24 +30,53 @@ pub struct ImageMetrics {
     pub class_accuracy: Option<f64>,
 }
 
-/// Compares images `samples` (values in [−1, 1], `reference.sample_shape` each; `labels`: the
-/// class each was drawn for) with `reference` (e.g. the test split), under `classifier`. `seed`
-/// draws KID's subsets.
+/// The reference side of an image comparison (e.g. the test split), computed once and reused
+/// for every sample set: its classifier features, their Gaussian and their k-NN manifold.
+#[derive(Debug, Clone)]
+pub struct ImageReference {
+    sample_shape: [usize; 3],
+    features: FeatureSet,
+    stats: GaussianStats,
+    manifold: KnnManifold,
+}
+
+impl ImageReference {
+    pub fn new(classifier: &NoiseAwareClassifier, data: &Dataset) -> Result<Self> {
+        if data.is_empty() {
+            return Err(DiffuseError::config("the reference set is empty"));
+        }
+        let features = classify_images(classifier, &data.values, data.sample_shape)?.features;
+        Ok(Self {
+            sample_shape: data.sample_shape,
+            stats: GaussianStats::fit(&features)?,
+            manifold: KnnManifold::new(&features)?,
+            features,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.features.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.features.is_empty()
+    }
+}
+
+/// Compares images `samples` (values in [−1, 1], of the reference's shape; `labels`: the class
+/// each was drawn for) with `reference` under `classifier` (the one the reference was built
+/// with). `seed` draws KID's subsets.
 pub fn evaluate_images(
     classifier: &NoiseAwareClassifier,
     samples: &[f32],
     labels: Option<&[usize]>,
-    reference: &Dataset,
+    reference: &ImageReference,
     seed: u64,
 ) -> Result<ImageMetrics> {
     if samples.is_empty() {
         return Err(DiffuseError::config("there are no samples to evaluate"));
     }
-    if reference.is_empty() {
-        return Err(DiffuseError::config("the reference set is empty"));
-    }
     let generated = classify_images(classifier, samples, reference.sample_shape)?;
-    let real = classify_images(classifier, &reference.values, reference.sample_shape)?;
     let class_accuracy = match labels {
         Some(labels) if labels.len() != generated.predicted.len() => {
             return Err(DiffuseError::config(format!(
@@ -59,15 +88,12 @@ pub fn evaluate_images(
         Some(labels) => Some(fraction_correct(&generated.predicted, labels)),
         None => None,
     };
-    let fd = frechet_distance(
-        &GaussianStats::fit(&generated.features)?,
-        &GaussianStats::fit(&real.features)?,
-    )?;
-    let kid = kernel_inception_distance(&generated.features, &real.features, seed)?;
-    let pr = precision_recall(&real.features, &generated.features)?;
+    let fd = frechet_distance(&GaussianStats::fit(&generated.features)?, &reference.stats)?;
+    let kid = kernel_inception_distance(&generated.features, &reference.features, seed)?;
+    let pr = precision_recall_against(&reference.manifold, &generated.features)?;
     Ok(ImageMetrics {
         samples: generated.predicted.len(),
-        reference_samples: real.predicted.len(),
+        reference_samples: reference.len(),
         fd,
         kid: kid.mean,
         kid_std: kid.std,
