@@ -108,24 +108,26 @@ impl SampleCommand {
         let clip = self
             .clip_sample
             .then_some(X0Limit::Clip(self.clip_sample_range));
-        let sampler = SamplerKind::configured(
-            self.sampling.sampler.as_deref().unwrap_or("ddim"),
-            &SamplerSettings {
-                eta: self.sampling.eta,
-                x0_limit: self.sampling.dynamic_limit().or(clip).unwrap_or_default(),
-                variance: self.variance_type,
-                karras_sigmas: self.sampling.karras_sigmas,
-                solver_order: self.sampling.solver_order,
-                ..SamplerSettings::default()
-            },
-        )?;
-        let plan = SamplingPlan::new(
-            sampler,
-            &schedule,
-            self.sampling.plan_steps(&schedule),
-            self.sampling.timestep_spacing.unwrap_or_default(),
-            self.sampling.steps_offset.unwrap_or(0),
-        )?;
+        let method = self.sampling.method(|| {
+            let sampler = SamplerKind::configured(
+                self.sampling.sampler.as_deref().unwrap_or("ddim"),
+                &SamplerSettings {
+                    eta: self.sampling.eta,
+                    x0_limit: self.sampling.dynamic_limit().or(clip).unwrap_or_default(),
+                    variance: self.variance_type,
+                    karras_sigmas: self.sampling.karras_sigmas,
+                    solver_order: self.sampling.solver_order,
+                    ..SamplerSettings::default()
+                },
+            )?;
+            Ok(SamplingPlan::new(
+                sampler,
+                &schedule,
+                self.sampling.steps,
+                self.sampling.timestep_spacing.unwrap_or_default(),
+                self.sampling.steps_offset.unwrap_or(0),
+            )?)
+        })?;
         let dim = mixture.dim();
         let denoiser = GmmDenoiser::new(mixture, schedule.clone(), self.prediction_type);
         let config = self.config(dim)?;
@@ -134,11 +136,11 @@ impl SampleCommand {
         }
         let samples = self
             .sampling
-            .draw(&denoiser, None, &schedule, &plan, &[dim], &config)?;
+            .draw(&denoiser, None, &schedule, &method, &[dim], &config)?;
         if self.out.is_some() {
             bail!("--out writes image grids; use --out-tensor for mixture samples");
         }
-        self.write(&samples, &[self.n, dim], self.sampling.steps_taken(&plan))
+        self.write(&samples, &[self.n, dim], method.steps())
     }
 
     fn sample_pipeline(&self, dir: &Path) -> Result<()> {

@@ -124,6 +124,23 @@ pub fn class_labels_for(labels: Option<&[usize]>, count: usize) -> Result<Option
     }
 }
 
+/// How samples are drawn: along a discrete sampling plan, or by integrating an SDE in
+/// continuous time (--sde).
+pub enum Method {
+    Plan(SamplingPlan),
+    Sde(SdeSettings),
+}
+
+impl Method {
+    /// Model evaluations along the plan, or SDE steps.
+    pub fn steps(&self) -> usize {
+        match self {
+            Self::Plan(plan) => plan.timesteps.len(),
+            Self::Sde(settings) => settings.steps,
+        }
+    }
+}
+
 /// Samples drawn from a pipeline folder.
 pub struct PipelineSamples {
     /// N × C·H·W values.
@@ -163,8 +180,8 @@ impl SamplingArgs {
     ) -> Result<PipelineSamples> {
         let scheduler = &pipeline.scheduler;
         let schedule = scheduler.schedule()?;
-        let plan = SamplingPlan::new(
-            scheduler.sampler(
+        let method = self.method(|| {
+            let sampler = scheduler.sampler(
                 self.sampler.as_deref(),
                 &SamplerOverrides {
                     eta: self.eta,
@@ -172,15 +189,16 @@ impl SamplingArgs {
                     solver_order: self.solver_order,
                     x0_limit: self.dynamic_limit(),
                 },
-            )?,
-            &schedule,
-            self.plan_steps(&schedule),
-            match self.timestep_spacing {
+            )?;
+            let spacing = match self.timestep_spacing {
                 Some(spacing) => spacing,
                 None => scheduler.spacing()?,
-            },
-            self.steps_offset.unwrap_or(scheduler.steps_offset),
-        )?;
+            };
+            let offset = self.steps_offset.unwrap_or(scheduler.steps_offset);
+            Ok(SamplingPlan::new(
+                sampler, &schedule, self.steps, spacing, offset,
+            )?)
+        })?;
         let shape = pipeline
             .network
             .sample_shape()
@@ -202,44 +220,33 @@ impl SamplingArgs {
             &denoiser,
             classifier.as_ref().map(|c| c as &dyn ClassGradient<4>),
             &schedule,
-            &plan,
+            &method,
             &shape,
             config,
         )?;
         Ok(PipelineSamples {
             values,
             shape,
-            steps: self
-                .sde_settings()?
-                .map_or(plan.timesteps.len(), |s| s.steps),
-            sampler: match &self.sde {
-                Some(sde) => format!("{sde}-{}", self.sde_sampler),
-                None => plan.sampler.name().to_string(),
+            steps: method.steps(),
+            sampler: match &method {
+                Method::Plan(plan) => plan.sampler.name().to_string(),
+                Method::Sde(settings) => {
+                    format!("{}-{}", settings.sde.name(), settings.sampler.name())
+                }
             },
         })
     }
 
-    /// Steps of the discrete plan. --sde integrates in continuous time and may take more steps
-    /// than T; the plan then goes unused.
-    pub fn plan_steps(&self, schedule: &NoiseSchedule) -> usize {
-        if self.sde.is_some() {
-            self.steps.min(schedule.num_train_timesteps())
-        } else {
-            self.steps
-        }
-    }
-
-    /// The steps the samples were drawn with.
-    pub fn steps_taken(&self, plan: &SamplingPlan) -> usize {
-        if self.sde.is_some() {
-            self.steps
-        } else {
-            plan.timesteps.len()
-        }
+    /// --sde's continuous-time sampler when asked for, otherwise the plan `make_plan` builds.
+    pub fn method(&self, make_plan: impl FnOnce() -> Result<SamplingPlan>) -> Result<Method> {
+        Ok(match self.sde_settings()? {
+            Some(settings) => Method::Sde(settings),
+            None => Method::Plan(make_plan()?),
+        })
     }
 
     /// The continuous-time sampler of --sde, when asked for.
-    pub fn sde_settings(&self) -> Result<Option<SdeSettings>> {
+    fn sde_settings(&self) -> Result<Option<SdeSettings>> {
         let Some(name) = &self.sde else {
             return Ok(None);
         };
@@ -266,13 +273,14 @@ impl SamplingArgs {
         })
     }
 
-    /// Generates with the chosen guidance, sequentially or by parallel (Picard) sampling.
+    /// Generates with the chosen guidance, by `method`: along a plan sequentially or by parallel
+    /// (Picard) sampling, or by integrating an SDE.
     pub fn draw<const D: usize>(
         &self,
         denoiser: &dyn Denoiser<D>,
         classifier: Option<&dyn ClassGradient<D>>,
         schedule: &NoiseSchedule,
-        plan: &SamplingPlan,
+        method: &Method,
         shape: &[usize],
         config: &GenerationConfig,
     ) -> Result<Vec<f64>> {
@@ -309,9 +317,12 @@ impl SamplingArgs {
             }
             None => denoiser,
         };
-        if let Some(settings) = self.sde_settings()? {
-            return Ok(generate_sde(denoiser, schedule, &settings, shape, config)?);
-        }
+        let plan = match method {
+            Method::Plan(plan) => plan,
+            Method::Sde(settings) => {
+                return Ok(generate_sde(denoiser, schedule, settings, shape, config)?);
+            }
+        };
         let bar = step_progress("sampling");
         let samples = if self.parallel {
             let settings = ParallelSettings {

@@ -50,6 +50,15 @@ impl Sde {
         }
     }
 
+    /// The name [`Sde::from_name`] takes.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Vp { .. } => "vp",
+            Self::SubVp { .. } => "subvp",
+            Self::Ve { .. } => "ve",
+        }
+    }
+
     /// ∫₀ᵗ β(u) du of the VP-type processes.
     fn integrated_beta(beta_min: f64, beta_max: f64, t: f64) -> f64 {
         beta_min * t + 0.5 * (beta_max - beta_min) * t * t
@@ -145,6 +154,16 @@ pub fn score<const D: usize>(
         .prediction_type()
         .to_x0_and_eps(output, x_vp, alpha_bar);
     Ok(eps.div_scalar(-s))
+}
+
+impl SdeSampler {
+    /// `pc` or `ode`, as the CLI spells them.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::PredictorCorrector { .. } => "pc",
+            Self::ProbabilityFlow => "ode",
+        }
+    }
 }
 
 /// A continuous-time sampler: which process, how to integrate it, in how many steps.
