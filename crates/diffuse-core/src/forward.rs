@@ -166,6 +166,12 @@ impl Posterior {
         }
     }
 
+    /// Between consecutive training timesteps t and t − 1 (ᾱ before the first step is 1).
+    pub fn at_training_step(alphas_cumprod: &[f64], t: usize) -> Self {
+        let prev = if t == 0 { 1.0 } else { alphas_cumprod[t - 1] };
+        Self::new(alphas_cumprod[t], prev)
+    }
+
     /// μ̃(x_t, x_0) = x0_coef·x_0 + xt_coef·x_t.
     pub fn mean<const D: usize>(&self, x0: Tensor<D>, x_t: Tensor<D>) -> Tensor<D> {
         x0.mul_scalar(self.x0_coef) + x_t.mul_scalar(self.xt_coef)
@@ -175,10 +181,7 @@ impl Posterior {
 /// log β̃_t with β̃_0 replaced by β̃_1, so the log stays finite at t = 0 (improved DDPM's
 /// `posterior_log_variance_clipped`), on consecutive training timesteps.
 pub fn posterior_log_variance_clipped(alphas_cumprod: &[f64], t: usize) -> f64 {
-    let variance_at = |t: usize| {
-        let prev = if t == 0 { 1.0 } else { alphas_cumprod[t - 1] };
-        Posterior::new(alphas_cumprod[t], prev).variance
-    };
+    let variance_at = |t: usize| Posterior::at_training_step(alphas_cumprod, t).variance;
     let t = if t == 0 && alphas_cumprod.len() > 1 {
         1
     } else {

@@ -76,12 +76,7 @@ pub fn vlb_term_bits_per_dim(
     x_t: &[f64],
     x0_predicted: &[f64],
 ) -> f64 {
-    let prev = if t == 0 {
-        1.0
-    } else {
-        schedule.alpha_bar(t - 1)
-    };
-    let posterior = Posterior::new(schedule.alpha_bar(t), prev);
+    let posterior = Posterior::at_training_step(schedule.alphas_cumprod(), t);
     let mean = |x0: f64, x_t: f64| posterior.x0_coef * x0 + posterior.xt_coef * x_t;
     let model_log_var = reverse_log_variance(schedule, t, variance);
     let coordinates = x0.iter().zip(x_t).zip(x0_predicted);
