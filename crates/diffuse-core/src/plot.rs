@@ -64,12 +64,11 @@ pub fn image_grid_png(
     let gap = 2;
     let (width, height) = (columns * (w + gap) - gap, rows * (h + gap) - gap);
     let mut img = RgbImage::from_pixel(width as u32, height as u32, Rgb([255, 255, 255]));
-    let to_byte = |v: f64| (((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round()) as u8;
     for (i, image) in images.chunks_exact(c * h * w).enumerate() {
         let (x0, y0) = ((i % columns) * (w + gap), (i / columns) * (h + gap));
         for y in 0..h {
             for x in 0..w {
-                let channel = |k: usize| to_byte(image[(k * h + y) * w + x]);
+                let channel = |k: usize| pixel_byte(image[(k * h + y) * w + x]);
                 let pixel = if c == 1 {
                     [channel(0); 3]
                 } else {
@@ -206,4 +205,9 @@ pub fn loss_curve_png(path: &Path, points: &[(f64, f64)]) -> Result<()> {
     let img =
         RgbImage::from_raw(width, height, buffer).expect("the buffer has width × height pixels");
     write_png(path, &img)
+}
+
+/// A value in [−1, 1] as the 8-bit level a saved image holds (values outside are clipped).
+pub fn pixel_byte(v: f64) -> u8 {
+    ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8
 }

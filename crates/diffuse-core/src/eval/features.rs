@@ -6,6 +6,7 @@ use super::FeatureSet;
 use crate::classifier::NoiseAwareClassifier;
 use crate::classifier::train::{EVAL_BATCH, host_images, predictions};
 use crate::error::{DiffuseError, Result};
+use crate::plot::pixel_byte;
 use crate::tensor_ops::to_host_f64;
 
 /// Features and the classifier's decision for a set of images.
@@ -57,11 +58,11 @@ pub fn classify_images(
     })
 }
 
-/// Samples as the 8-bit images a user would save: clipped to [−1, 1] and rounded to one of 256
-/// levels, like the data they are compared with.
+/// Samples as the 8-bit images a user would save (the levels of the PNGs `diffuse` writes),
+/// like the data they are compared with.
 pub fn quantize_to_8bit(samples: &[f64]) -> Vec<f32> {
     samples
         .iter()
-        .map(|&v| (((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() / 127.5 - 1.0) as f32)
+        .map(|&v| (f64::from(pixel_byte(v)) / 127.5 - 1.0) as f32)
         .collect()
 }
