@@ -197,7 +197,7 @@ def step_configs():
             for spacing in ("leading", "trailing", "linspace"):
                 for clip in (False, True):
                     variants = (
-                        [{"variance_type": v} for v in ("fixed_small", "fixed_large")]
+                        [{"variance_type": v} for v in ("fixed_small", "fixed_large", "learned_range")]
                         if kind == "ddpm"
                         else [
                             {"eta": eta, "set_alpha_to_one": one, "use_clipped_model_output": clip and eta == 0.5}
@@ -237,7 +237,9 @@ def steps():
         records = []
         for t in [int(v) for v in s64.timesteps]:
             sample = f32_normal(shape, 1.5)
-            model_output = f32_normal(shape)
+            # A learned variance rides in C more channels: [prediction, variance output v].
+            learned = cfg.get("variance_type") == "learned_range"
+            model_output = f32_normal((shape[0], 2 * shape[1]) if learned else shape)
             noise = f32_normal(shape)
             outs = {}
             for label, s, dtype in (("f64", s64, torch.float64), ("f32", s32, torch.float32)):

@@ -4,11 +4,11 @@
 Writes crates/diffuse-core/tests/fixtures/vlb.json. The functions below are transcribed from
 openai/improved-diffusion (improved_diffusion/losses.py: normal_kl,
 approx_standard_normal_cdf, discretized_gaussian_log_likelihood; gaussian_diffusion.py:
-q_posterior_mean_variance, the fixed-variance branch of p_mean_variance, _vb_terms_bpd,
-_prior_bpd), evaluated in float64 torch on the betas of diffusers' DDPMScheduler (linear,
+q_posterior_mean_variance, the fixed-variance and LEARNED_RANGE branches of p_mean_variance,
+_vb_terms_bpd, _prior_bpd), evaluated in float64 torch on the betas of diffusers' DDPMScheduler (linear,
 1e-4..0.02, T = 1000; stored as `betas`, so the test uses exactly these). For two samples x_0 on 8-bit levels, a given x_t and a given clipped
-x̂_0 at several t, each case stores the term in bits/dim for fixed-small and fixed-large
-variance, and the prior term L_T.
+x̂_0 at several t, each case stores the term in bits/dim for fixed-small, fixed-large and
+learned-range variance (with a given variance output v), and the prior term L_T.
 
 Run (from the repository root, with `pip install -r tools/reference/requirements.txt`):
     /opt/refenv/bin/python tools/reference/vlb_fixtures.py
@@ -65,16 +65,22 @@ class Diffusion:
     def q_posterior_mean(self, x_start, x_t, t):
         return self.posterior_mean_coef1[t] * x_start + self.posterior_mean_coef2[t] * x_t
 
-    def model_log_variance(self, t, variance):
+    def model_log_variance(self, t, variance, model_var_values):
         if variance == "fixed_small":
-            return self.posterior_log_variance_clipped[t]
-        return np.log(np.append(self.posterior_variance[1], self.betas[1:]))[t]
+            return torch.tensor(self.posterior_log_variance_clipped[t], dtype=torch.float64)
+        if variance == "fixed_large":
+            return torch.tensor(np.log(np.append(self.posterior_variance[1], self.betas[1:]))[t],
+                                dtype=torch.float64)
+        min_log = self.posterior_log_variance_clipped[t]
+        max_log = np.log(self.betas)[t]
+        frac = (model_var_values + 1) / 2
+        return frac * max_log + (1 - frac) * min_log
 
-    def vb_terms_bpd(self, x_start, x_t, t, pred_xstart, variance):
+    def vb_terms_bpd(self, x_start, x_t, t, pred_xstart, variance, model_var_values):
         true_mean = self.q_posterior_mean(x_start, x_t, t)
         true_log_variance_clipped = torch.tensor(self.posterior_log_variance_clipped[t], dtype=torch.float64)
         model_mean = self.q_posterior_mean(pred_xstart, x_t, t)
-        model_log_variance = torch.tensor(self.model_log_variance(t, variance), dtype=torch.float64)
+        model_log_variance = self.model_log_variance(t, variance, model_var_values)
         kl = normal_kl(true_mean, true_log_variance_clipped, model_mean, model_log_variance)
         kl = kl.mean(dim=1) / math.log(2.0)
         decoder_nll = -discretized_gaussian_log_likelihood(
@@ -105,9 +111,12 @@ def main():
         noise = torch.tensor(rng.normal(size=(2, dim)))
         x_t = math.sqrt(a) * x0 + math.sqrt(1.0 - a) * noise
         pred = (x0 + 0.004 * torch.tensor(rng.normal(size=(2, dim)))).clamp(-1.0, 1.0)
-        case = {"t": t, "x_t": x_t.ravel().tolist(), "x0_predicted": pred.ravel().tolist()}
-        for variance in ("fixed_small", "fixed_large"):
-            case[variance] = diffusion.vb_terms_bpd(x0, x_t, t, pred, variance).tolist()
+        # Variance outputs around the [-1, 1] range a trained model uses, a little beyond it too.
+        v = torch.tensor(rng.uniform(-1.2, 1.2, size=(2, dim)))
+        case = {"t": t, "x_t": x_t.ravel().tolist(), "x0_predicted": pred.ravel().tolist(),
+                "variance_output": v.ravel().tolist()}
+        for variance in ("fixed_small", "fixed_large", "learned_range"):
+            case[variance] = diffusion.vb_terms_bpd(x0, x_t, t, pred, variance, v).tolist()
         cases.append(case)
     fixture = {
         "betas": diffusion.betas.tolist(),

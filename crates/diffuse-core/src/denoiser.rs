@@ -25,4 +25,15 @@ pub trait Denoiser<const D: usize> {
         timesteps: &[f64],
         class_labels: Option<&[usize]>,
     ) -> Result<Tensor<D>>;
+
+    /// The prediction and, for a model that learns its reverse variance (improved DDPM), its
+    /// variance output v, shaped like the prediction; `None` for a fixed-variance model.
+    fn predict_with_variance(
+        &self,
+        x_t: Tensor<D>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+    ) -> Result<(Tensor<D>, Option<Tensor<D>>)> {
+        Ok((self.predict(x_t, timesteps, class_labels)?, None))
+    }
 }

@@ -112,12 +112,24 @@ impl<const D: usize> Denoiser<D> for ClassifierFreeGuidance<'_, D> {
         timesteps: &[f64],
         class_labels: Option<&[usize]>,
     ) -> Result<Tensor<D>> {
+        Ok(self.predict_with_variance(x_t, timesteps, class_labels)?.0)
+    }
+
+    /// A learned variance comes from the conditional pass, as in GLIDE.
+    fn predict_with_variance(
+        &self,
+        x_t: Tensor<D>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+    ) -> Result<(Tensor<D>, Option<Tensor<D>>)> {
         let labels = class_labels.ok_or_else(|| {
             DiffuseError::config("classifier-free guidance needs class labels for the samples")
         })?;
         let weights: Vec<f64> = timesteps.iter().map(|&t| self.weight_at(t)).collect();
         if weights.iter().all(|&w| w == 1.0) {
-            return self.model.predict(x_t, timesteps, Some(labels));
+            return self
+                .model
+                .predict_with_variance(x_t, timesteps, Some(labels));
         }
         // One forward pass over [conditional; unconditional].
         let batch = x_t.dims()[0];
@@ -128,10 +140,13 @@ impl<const D: usize> Denoiser<D> for ClassifierFreeGuidance<'_, D> {
             .copied()
             .chain(std::iter::repeat_n(self.null_class, batch))
             .collect();
-        let out = self.model.predict(both, &both_t, Some(&both_labels))?;
+        let (out, variance) =
+            self.model
+                .predict_with_variance(both, &both_t, Some(&both_labels))?;
         let conditional = out.clone().narrow(0, 0, batch);
         let unconditional = out.narrow(0, batch, batch);
-        combine(conditional, unconditional, &weights, self.settings.rescale)
+        let guided = combine(conditional, unconditional, &weights, self.settings.rescale)?;
+        Ok((guided, variance.map(|v| v.narrow(0, 0, batch))))
     }
 }
 
@@ -241,11 +256,23 @@ impl<const D: usize> Denoiser<D> for ClassifierGuidance<'_, D> {
         timesteps: &[f64],
         class_labels: Option<&[usize]>,
     ) -> Result<Tensor<D>> {
+        Ok(self.predict_with_variance(x_t, timesteps, class_labels)?.0)
+    }
+
+    /// A learned variance passes through: the classifier shifts the mean only.
+    fn predict_with_variance(
+        &self,
+        x_t: Tensor<D>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+    ) -> Result<(Tensor<D>, Option<Tensor<D>>)> {
         let labels = class_labels.ok_or_else(|| {
             DiffuseError::config("classifier guidance needs a target class for every sample")
         })?;
         let model_labels = self.model.null_class().map(|_| labels);
-        let output = self.model.predict(x_t.clone(), timesteps, model_labels)?;
+        let (output, variance) =
+            self.model
+                .predict_with_variance(x_t.clone(), timesteps, model_labels)?;
         let gradient = self
             .classifier
             .log_prob_gradient(x_t.clone(), timesteps, labels)?;
@@ -270,7 +297,7 @@ impl<const D: usize> Denoiser<D> for ClassifierGuidance<'_, D> {
                 }
             })
             .collect();
-        Ok(Tensor::cat(rows, 0))
+        Ok((Tensor::cat(rows, 0), variance))
     }
 }
 

@@ -9,6 +9,7 @@
 //! [`eval`] measures sample quality (FD, KID, precision/recall, sliced Wasserstein).
 
 pub mod bench;
+pub mod bound;
 pub mod classifier;
 pub mod config;
 pub mod data;

@@ -19,7 +19,7 @@ use crate::nn::unet::{UNet2DConfig, UNet2DModel};
 use crate::nn::weights::{KeyRenames, load_diffusers_weights, save_diffusers_weights};
 use crate::sampler::{
     DdpmVariance, FinalSigma, SamplerKind, SamplerSettings, SecondOrderRule, SigmaSpacing,
-    UniPcVariant, X0Limit,
+    UniPcVariant, X0Limit, split_variance_output,
 };
 use crate::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing, rescale_zero_terminal_snr};
 
@@ -687,8 +687,8 @@ fn pretty_json(value: &impl Serialize) -> String {
     serde_json::to_string_pretty(value).expect("configs always serialise")
 }
 
-/// A network seen as a [`Denoiser`]. With a learned variance (out = 2 × in channels) the mean
-/// part (the first half of the channels) is returned, which DDPM/DDIM with fixed variance use.
+/// A network seen as a [`Denoiser`]. A network with a learned variance (out = 2 × in channels)
+/// predicts with its first C channels and gives its variance output v in the other C.
 pub struct NetworkDenoiser<'a> {
     network: &'a DenoisingNetwork,
     prediction_type: PredictionType,
@@ -718,12 +718,22 @@ impl Denoiser<4> for NetworkDenoiser<'_> {
         timesteps: &[f64],
         class_labels: Option<&[usize]>,
     ) -> Result<Tensor<4>> {
+        Ok(self.predict_with_variance(x_t, timesteps, class_labels)?.0)
+    }
+
+    fn predict_with_variance(
+        &self,
+        x_t: Tensor<4>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+    ) -> Result<(Tensor<4>, Option<Tensor<4>>)> {
         let channels = x_t.dims()[1];
         let out = self.network.forward(x_t, timesteps, class_labels)?;
-        Ok(if out.dims()[1] == 2 * channels {
-            out.narrow(1, 0, channels)
+        if out.dims()[1] == 2 * channels {
+            let (prediction, variance) = split_variance_output(out, channels)?;
+            Ok((prediction, Some(variance)))
         } else {
-            out
-        })
+            Ok((out, None))
+        }
     }
 }

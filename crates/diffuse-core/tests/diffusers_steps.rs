@@ -1,5 +1,6 @@
 //! DDPM and DDIM single steps against diffusers 0.42's `DDPMScheduler.step` / `DDIMScheduler.step`
-//! (fixtures: tools/reference/scheduler_fixtures.py). diffusers ran each step twice, in float64 and
+//! (fixtures: tools/reference/scheduler_fixtures.py), DDPM with fixed-small, fixed-large and
+//! learned-range variance. diffusers ran each step twice, in float64 and
 //! in float32, from the same inputs and the same ᾱ values. We compute step coefficients in f64 on the
 //! host and apply them to tensors, so both our f64 and our f32 tensors are held to diffusers' float64
 //! result (relative max-norm error ≤ 1e-6 and ≤ 1e-5). diffusers' own float32 run is not an accurate
@@ -26,7 +27,9 @@ fn run_step(
     dtype: DType,
 ) -> StepOutput<2> {
     let t = record["timestep"].as_u64().unwrap() as usize;
-    let model_output = tensor2(&record["model_output"], shape, dtype);
+    // A learned variance (learned_range) doubles the channels: prediction, then variance output.
+    let channels = floats(&record["model_output"]).len() / shape[0];
+    let model_output = tensor2(&record["model_output"], [shape[0], channels], dtype);
     let sample = tensor2(&record["sample"], shape, dtype);
     let noise = Some(tensor2(&record["noise"], shape, dtype));
     match sampler {

@@ -1,9 +1,11 @@
 //! The variational bound's terms against improved DDPM's formulas (tools/reference/
 //! vlb_fixtures.py), and the whole bound of a Gaussian mixture under its exact denoiser.
 
-use diffuse_core::eval::vlb::{prior_bits_per_dim, vlb_term_bits_per_dim};
+use burn::tensor::{DType, Device, Tensor};
+use diffuse_core::bound::{model_log_variance, prior_bits_per_dim, vlb_terms_bits};
 use diffuse_core::sampler::DdpmVariance;
 use diffuse_core::schedule::NoiseSchedule;
+use diffuse_core::tensor_ops::{from_host_f64, to_host_f64};
 use serde_json::Value;
 
 fn floats(value: &Value) -> Vec<f64> {
@@ -15,45 +17,102 @@ fn floats(value: &Value) -> Vec<f64> {
         .collect()
 }
 
-/// Every term for both variances, and the prior, to 1e-9 relative: the arithmetic is the same
-/// float64 formulas, reordered.
+/// Every term for the three variances, and the prior, to 1e-9 relative: the same float64
+/// formulas as tensors of dtype f64, reordered.
 #[test]
 fn terms_match_improved_ddpm() {
     let fixture: Value = serde_json::from_str(include_str!("fixtures/vlb.json")).unwrap();
     // diffusers' float32 linear betas, widened: the same schedule on both sides.
     let schedule = NoiseSchedule::from_betas(floats(&fixture["betas"])).unwrap();
     let dim = fixture["dim"].as_u64().unwrap() as usize;
+    let device = Device::default();
+    let rows =
+        |values: Vec<f64>| -> Tensor<2> { from_host_f64(values, [2, dim], &device, DType::F64) };
     let x0 = floats(&fixture["x0"]);
-    let close = |ours: f64, theirs: f64, what: &str| {
-        assert!(
-            (ours - theirs).abs() <= 1e-9 * theirs.abs() + 1e-15,
-            "{what}: ours {ours}, improved DDPM {theirs}"
-        );
+    let close = |ours: &[f64], theirs: &[f64], what: &str| {
+        for (o, t) in ours.iter().zip(theirs) {
+            assert!(
+                (o - t).abs() <= 1e-9 * t.abs() + 1e-15,
+                "{what}: ours {ours:?}, improved DDPM {theirs:?}"
+            );
+        }
     };
-    for (i, expected) in floats(&fixture["prior_bits_per_dim"]).iter().enumerate() {
-        let ours = prior_bits_per_dim(&schedule, &x0[i * dim..(i + 1) * dim]);
-        close(ours, *expected, &format!("prior of sample {i}"));
-    }
+    let prior = to_host_f64(prior_bits_per_dim(&schedule, rows(x0.clone()))).unwrap();
+    close(&prior, &floats(&fixture["prior_bits_per_dim"]), "prior");
     for case in fixture["cases"].as_array().unwrap() {
         let t = case["t"].as_u64().unwrap() as usize;
-        let (x_t, predicted) = (floats(&case["x_t"]), floats(&case["x0_predicted"]));
         for (variance, key) in [
             (DdpmVariance::FixedSmall, "fixed_small"),
             (DdpmVariance::FixedLarge, "fixed_large"),
+            (DdpmVariance::LearnedRange, "learned_range"),
         ] {
-            for (i, expected) in floats(&case[key]).iter().enumerate() {
-                let rows = i * dim..(i + 1) * dim;
-                let ours = vlb_term_bits_per_dim(
-                    &schedule,
-                    t,
-                    variance,
-                    &x0[rows.clone()],
-                    &x_t[rows.clone()],
-                    &predicted[rows],
-                );
-                close(ours, *expected, &format!("t = {t}, {key}, sample {i}"));
-            }
+            let x_t = rows(floats(&case["x_t"]));
+            let variance_output = rows(floats(&case["variance_output"]));
+            let log_variance =
+                model_log_variance(&schedule, &[t, t], variance, Some(variance_output), &x_t)
+                    .unwrap();
+            let ours = vlb_terms_bits(
+                &schedule,
+                &[t, t],
+                rows(x0.clone()),
+                x_t,
+                rows(floats(&case["x0_predicted"])),
+                log_variance,
+            );
+            close(
+                &to_host_f64(ours).unwrap(),
+                &floats(&case[key]),
+                &format!("t = {t}, {key}"),
+            );
         }
+    }
+}
+
+/// Rows at different timesteps in one batch (as the hybrid loss draws them) give each row's own
+/// term: the decoder for t = 0, the KL otherwise.
+#[test]
+fn a_batch_mixing_timesteps_gives_each_row_its_own_term() {
+    let fixture: Value = serde_json::from_str(include_str!("fixtures/vlb.json")).unwrap();
+    let schedule = NoiseSchedule::from_betas(floats(&fixture["betas"])).unwrap();
+    let dim = fixture["dim"].as_u64().unwrap() as usize;
+    let device = Device::default();
+    let cases = fixture["cases"].as_array().unwrap();
+    let (decoder, kl) = (&cases[0], &cases[4]);
+    let t = [0, kl["t"].as_u64().unwrap() as usize];
+    // Row 0 of the decoder case, row 1 of the KL case.
+    let pick = |key: &str| -> Tensor<2> {
+        let mut values = floats(&decoder[key])[..dim].to_vec();
+        values.extend_from_slice(&floats(&kl[key])[dim..]);
+        from_host_f64(values, [2, dim], &device, DType::F64)
+    };
+    let x0 = from_host_f64(floats(&fixture["x0"]), [2, dim], &device, DType::F64);
+    let x_t = pick("x_t");
+    let log_variance = model_log_variance(
+        &schedule,
+        &t,
+        DdpmVariance::LearnedRange,
+        Some(pick("variance_output")),
+        &x_t,
+    )
+    .unwrap();
+    let ours = to_host_f64(vlb_terms_bits(
+        &schedule,
+        &t,
+        x0,
+        x_t,
+        pick("x0_predicted"),
+        log_variance,
+    ))
+    .unwrap();
+    let expected = [
+        floats(&decoder["learned_range"])[0],
+        floats(&kl["learned_range"])[1],
+    ];
+    for (o, e) in ours.iter().zip(expected) {
+        assert!(
+            (o - e).abs() <= 1e-9 * e.abs(),
+            "ours {ours:?}, expected {expected:?}"
+        );
     }
 }
 

@@ -25,7 +25,9 @@ use crate::noise::{NoiseSource, SeededNoise};
 use crate::schedule::{NoiseSchedule, TimestepSpacing, inference_timesteps};
 use crate::tensor_ops::{from_host_f64, to_host_f64};
 pub use ddim::{DdimOptions, ddim_prev_timestep, ddim_step};
-pub use ddpm::{DdpmOptions, DdpmVariance, ddpm_step};
+pub use ddpm::{
+    DdpmOptions, DdpmVariance, ddpm_step, learned_range_log_variance, split_variance_output,
+};
 pub use dpm_solver::{DpmSolverOptions, SecondOrderRule, dpm_solver_update};
 use euler::HeunPending;
 pub use grid::{FinalSigma, SigmaSpacing};
@@ -544,6 +546,27 @@ fn explicit_step<const D: usize>(
     })
 }
 
+/// The model output a step of `plan` takes: with a learned DDPM variance, the prediction and the
+/// variance output concatenated on the channel axis (the layout diffusers' step splits).
+fn step_model_output<const D: usize>(
+    denoiser: &dyn Denoiser<D>,
+    plan: &SamplingPlan,
+    input: Tensor<D>,
+    timesteps: &[f64],
+    class_labels: Option<&[usize]>,
+) -> Result<Tensor<D>> {
+    if !matches!(&plan.sampler, SamplerKind::Ddpm(o) if o.variance.is_learned()) {
+        return denoiser.predict(input, timesteps, class_labels);
+    }
+    match denoiser.predict_with_variance(input, timesteps, class_labels)? {
+        (prediction, Some(variance)) => Ok(Tensor::cat(vec![prediction, variance], 1)),
+        (_, None) => Err(DiffuseError::config(
+            "variance_type learned_range needs a model that outputs its variance (2 × C output \
+             channels); this model's variance is fixed: use fixed_small or fixed_large",
+        )),
+    }
+}
+
 fn check_plan(plan: &SamplingPlan, schedule: &NoiseSchedule) -> Result<()> {
     if plan.num_train_timesteps != schedule.num_train_timesteps() {
         return Err(DiffuseError::config(format!(
@@ -574,7 +597,7 @@ pub fn sample<const D: usize>(
     let total = plan.timesteps.len();
     for (index, &t) in plan.timesteps.iter().enumerate() {
         let input = x.clone().mul_scalar(plan.input_scale(index));
-        let model_output = denoiser.predict(input, &vec![t; batch], class_labels)?;
+        let model_output = step_model_output(denoiser, plan, input, &vec![t; batch], class_labels)?;
         x = run.step(index, model_output, x, noise)?;
         on_step(index + 1, total);
     }

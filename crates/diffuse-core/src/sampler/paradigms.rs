@@ -7,7 +7,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{SamplerKind, SamplingPlan, check_plan, explicit_step, solver_x0};
+use super::{SamplerKind, SamplingPlan, check_plan, explicit_step, solver_x0, step_model_output};
 use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
 use crate::noise::NoiseSource;
@@ -108,7 +108,7 @@ pub fn sample_parallel<const D: usize>(
             .flat_map(|&t| std::iter::repeat_n(t, batch))
             .collect();
         let row_labels = labels.as_ref().map(|l| &l[..width * batch]);
-        let outputs = denoiser.predict(inputs, &timesteps, row_labels)?;
+        let outputs = step_model_output(denoiser, plan, inputs, &timesteps, row_labels)?;
         report.rounds += 1;
         report.evaluations += width;
         let mut window_x0s: Vec<Tensor<D>> = Vec::with_capacity(width);
