@@ -131,6 +131,22 @@ pub struct TrainSettings {
     /// Offset-noise scale (per-channel constant added to ε), e.g. 0.1 [default: 0].
     #[arg(long)]
     pub offset_noise: Option<f64>,
+    /// DDPM's reverse variance: fixed_small, fixed_large, or learned_range (improved DDPM: the
+    /// model also outputs its variance and trains with L_simple + λ L_vlb) [default: fixed_small].
+    #[arg(long)]
+    pub variance_type: Option<String>,
+    /// λ of the hybrid loss, learned_range only [default: 0.001].
+    #[arg(long)]
+    pub vlb_weight: Option<f64>,
+    /// uniform, or importance: t drawn ∝ √E[L_t²] of L_vlb, learned_range only [default:
+    /// uniform].
+    #[arg(long)]
+    pub timestep_sampler: Option<String>,
+    /// Train in continuous time on the vp, subvp or ve SDE (t ~ U(ε, 1), each at the discrete
+    /// timestep of equal SNR); the model samples with every discrete sampler and --sde alike
+    /// [default: discrete DDPM timesteps].
+    #[arg(long, value_name = "SDE")]
+    pub continuous_sde: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -72,6 +72,22 @@ impl PredictionType {
         }
     }
 
+    /// x̂_0 from a model output whose row i is at noise level `alpha_bars[i]` (DDIM Eq. 12 per
+    /// row, for batches that mix timesteps as training draws them).
+    pub fn x0_per_row<const D: usize>(
+        &self,
+        model_output: Tensor<D>,
+        x_t: Tensor<D>,
+        alpha_bars: &[f64],
+    ) -> Tensor<D> {
+        let (a, s) = signal_and_noise_scales(alpha_bars, &x_t);
+        match self {
+            Self::Epsilon => (x_t - model_output * s) / a,
+            Self::Sample => model_output,
+            Self::VPrediction => x_t * a - model_output * s,
+        }
+    }
+
     /// The training target for this parameterisation given x_0 and ε, one ᾱ per batch row.
     pub fn target<const D: usize>(
         &self,

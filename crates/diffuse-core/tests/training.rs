@@ -1,5 +1,6 @@
-//! The trainer end to end: bit-exact resume, NaN stop, bad input refused before training, and
-//! an MLP that learns a 2-D toy set.
+//! The trainer end to end: bit-exact resume (also with a learned variance and importance-sampled
+//! timesteps), NaN stop, bad input refused before training, a learned-variance run that samples
+//! and scores, and an MLP that learns a 2-D toy set (in discrete and in continuous time).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,13 +70,34 @@ fn bits(out: &Path) -> Vec<(usize, u64)> {
         .collect()
 }
 
+/// The image run with improved DDPM's learned variance, hybrid loss and importance-sampled
+/// timesteps; four timesteps warm the L_vlb history (ten terms each) within the first run, so
+/// the resumed half draws from the checkpointed history.
+fn learned_variance_run(out: &Path) -> TrainConfig {
+    TrainConfig {
+        variance_type: "learned_range".into(),
+        timestep_sampler: "importance".into(),
+        num_train_timesteps: 4,
+        ..image_run(out)
+    }
+}
+
 #[test]
 fn an_interrupted_and_resumed_run_equals_the_uninterrupted_one_bit_for_bit() {
+    resume_is_bit_exact(image_run);
+}
+
+#[test]
+fn a_resumed_learned_variance_run_continues_its_importance_sampling_exactly() {
+    resume_is_bit_exact(learned_variance_run);
+}
+
+fn resume_is_bit_exact(run: fn(&Path) -> TrainConfig) {
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     let (straight, interrupted) = (dir.path().join("straight"), dir.path().join("interrupted"));
 
-    let summary = Trainer::new(image_run(&straight), &device)
+    let summary = Trainer::new(run(&straight), &device)
         .unwrap()
         .run(&mut (), &AtomicBool::new(false), None)
         .unwrap();
@@ -86,7 +108,7 @@ fn an_interrupted_and_resumed_run_equals_the_uninterrupted_one_bit_for_bit() {
         at: 6,
         flag: flag.clone(),
     };
-    let first = Trainer::new(image_run(&interrupted), &device)
+    let first = Trainer::new(run(&interrupted), &device)
         .unwrap()
         .run(&mut stop, &flag, None)
         .unwrap();
@@ -124,6 +146,93 @@ fn the_run_folder_is_a_pipeline_that_loads_and_samples() {
     assert_eq!(pipeline.network.sample_shape(), Some([1, 28, 28]));
     assert_eq!(pipeline.network.class_table_size(), Some(11));
     assert_eq!(pipeline.scheduler.prediction_type, "epsilon");
+}
+
+/// Improved DDPM end to end: the exported pipeline says learned_range, its U-Net outputs 2 × C
+/// channels, DDPM samples with the learned σ² (finite, and different from fixed-small
+/// sampling), and the VLB uses it.
+#[test]
+fn a_learned_variance_run_samples_and_scores_with_its_variance() {
+    use diffuse_core::eval::{VlbSettings, VlbTimesteps, variational_bound};
+    use diffuse_core::sampler::DdpmVariance;
+
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        steps: 3,
+        checkpoint_every: 0,
+        num_train_timesteps: 1000,
+        ..learned_variance_run(dir.path())
+    };
+    Trainer::new(config, &device)
+        .unwrap()
+        .run(&mut (), &AtomicBool::new(false), None)
+        .unwrap();
+    let pipeline = DiffusionPipeline::load(dir.path(), &device).unwrap();
+    assert_eq!(
+        pipeline.scheduler.variance_type.as_deref(),
+        Some("learned_range")
+    );
+    let schedule = pipeline.scheduler.schedule().unwrap();
+    let denoiser = pipeline.denoiser().unwrap();
+    let draw = |variance: DdpmVariance| {
+        let settings = SamplerSettings {
+            variance,
+            ..SamplerSettings::default()
+        };
+        let sampler = SamplerKind::configured("ddpm", &settings).unwrap();
+        let plan = SamplingPlan::new(sampler, &schedule, 5, TimestepSpacing::Leading, 0).unwrap();
+        let generation = GenerationConfig {
+            count: 2,
+            batch_size: 2,
+            seed: 4,
+            device: device.clone(),
+            dtype: DType::F32,
+            class_labels: Some(vec![1, 10]),
+            init_noise: None,
+        };
+        generate(
+            &denoiser,
+            &schedule,
+            &plan,
+            &[1, 28, 28],
+            &generation,
+            &mut |_, _| {},
+        )
+        .unwrap()
+    };
+    let learned = draw(DdpmVariance::LearnedRange);
+    assert!(learned.iter().all(|v| v.is_finite()));
+    assert_ne!(learned, draw(DdpmVariance::FixedSmall));
+
+    let images: Vec<f64> = (0..2 * 28 * 28)
+        .map(|i| f64::from((i % 256) as u8) / 127.5 - 1.0)
+        .collect();
+    let bound = |variance| {
+        let settings = VlbSettings {
+            variance,
+            timesteps: VlbTimesteps::Evenly(3),
+            seed: 0,
+            device: device.clone(),
+        };
+        variational_bound(
+            &denoiser,
+            &schedule,
+            &images,
+            [2, 1, 28, 28],
+            Some(&[1, 2]),
+            &settings,
+            &mut |_, _| {},
+        )
+        .unwrap()
+        .bits_per_dim
+    };
+    let learned_bpd = bound(DdpmVariance::LearnedRange);
+    assert!(
+        learned_bpd.is_finite() && learned_bpd > 0.0,
+        "{learned_bpd}"
+    );
+    assert_ne!(learned_bpd, bound(DdpmVariance::FixedSmall));
 }
 
 #[test]
@@ -252,6 +361,43 @@ fn bad_input_is_refused_before_training_starts() {
                 ..base.clone()
             },
             "nope.json",
+        ),
+        (
+            TrainConfig {
+                timestep_sampler: "importance".into(),
+                ..base.clone()
+            },
+            "learned_range",
+        ),
+        (
+            TrainConfig {
+                variance_type: "learned".into(),
+                ..base.clone()
+            },
+            "learned-range",
+        ),
+        (
+            TrainConfig {
+                variance_type: "learned_range".into(),
+                continuous_sde: Some("vp".into()),
+                ..base.clone()
+            },
+            "continuous_sde",
+        ),
+        (
+            TrainConfig {
+                continuous_sde: Some("vpp".into()),
+                ..base.clone()
+            },
+            "vpp",
+        ),
+        (
+            TrainConfig {
+                preset: "mlp".into(),
+                variance_type: "learned_range".into(),
+                ..base.clone()
+            },
+            "no variance output",
         ),
     ];
     for (config, expected) in cases {

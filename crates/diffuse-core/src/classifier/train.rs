@@ -28,9 +28,10 @@ use crate::noise::SeededNoise;
 use crate::schedule::NoiseSchedule;
 use crate::tensor_ops::to_host_f64;
 use crate::train::StopReason;
-use crate::train::objective::{draw_noise, draw_timesteps};
+use crate::train::objective::draw_noise;
 use crate::train::optimizer::{AdamW, AdamWSettings, FlatGradients, clip_factor};
 use crate::train::params::flat_parameters;
+use crate::train::timesteps::draw_uniform_timesteps;
 
 /// Salts of the step noise, the evaluation noise and the held-out split, so that none of them
 /// coincides with the data-order streams of the same seed.
@@ -454,7 +455,7 @@ fn noisy_batch(
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed ^ STEP_NOISE_SALT);
     rng.set_stream(step as u64);
     let noisy = (settings.noisy_fraction * shape[0] as f64).round() as usize;
-    let mut timesteps = draw_timesteps(&mut rng, noisy, schedule.num_train_timesteps());
+    let mut timesteps = draw_uniform_timesteps(&mut rng, noisy, schedule.num_train_timesteps());
     let mut alpha_bars: Vec<f64> = timesteps.iter().map(|&t| schedule.alpha_bar(t)).collect();
     timesteps.resize(shape[0], 0);
     alpha_bars.resize(shape[0], 1.0);

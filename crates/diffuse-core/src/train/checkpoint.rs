@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
+use super::timesteps::LossHistory;
 use crate::data::loader::DataOrder;
 use crate::error::{DiffuseError, Result};
 use crate::io::{HostTensor, read_safetensors, write_atomically, write_safetensors};
@@ -40,6 +41,9 @@ pub struct TrainingState {
     pub rng: String,
     pub class_names: Vec<String>,
     pub config: TrainConfig,
+    /// Importance sampling's L_vlb history, which decides the next timesteps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_history: Option<LossHistory>,
 }
 
 /// The tensors of a checkpoint, by parameter path.
@@ -209,6 +213,7 @@ mod tests {
             rng: "chacha8".into(),
             class_names: vec![],
             config: TrainConfig::default(),
+            loss_history: None,
         }
     }
 

@@ -7,10 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use super::ema::EmaSettings;
 use super::optimizer::{AdamWSettings, LrDecay};
+use super::timesteps::{LossHistory, TimestepSampling};
 use crate::data::ColorMode;
 use crate::error::{DiffuseError, Result};
 use crate::forward::PredictionType;
 use crate::pipeline::SchedulerConfig;
+use crate::sampler::DdpmVariance;
+use crate::sampler::sde::Sde;
 use crate::schedule::NoiseSchedule;
 
 /// A training run. Field names are the TOML keys; the CLI flags are the same names in kebab case.
@@ -77,6 +80,16 @@ pub struct TrainConfig {
     pub ema_power: f64,
     pub min_snr_gamma: Option<f64>,
     pub offset_noise: f64,
+    /// DDPM's reverse variance: `fixed_small`, `fixed_large`, or `learned_range` (improved DDPM:
+    /// the model outputs 2 × C channels and trains with the hybrid loss).
+    pub variance_type: String,
+    /// λ of the hybrid loss L_simple + λ L_vlb (learned_range only).
+    pub vlb_weight: f64,
+    /// `uniform`, or `importance` (t drawn ∝ √E[L_t²] of L_vlb; learned_range only).
+    pub timestep_sampler: String,
+    /// Train in continuous time on this SDE (`vp`, `subvp` or `ve`): t ~ U(ε, 1), each at the
+    /// discrete timestep of the same SNR. Unset: DDPM's discrete timesteps.
+    pub continuous_sde: Option<String>,
 }
 
 impl Default for TrainConfig {
@@ -120,6 +133,10 @@ impl Default for TrainConfig {
             ema_power: 2.0 / 3.0,
             min_snr_gamma: None,
             offset_noise: 0.0,
+            variance_type: "fixed_small".into(),
+            vlb_weight: 0.001,
+            timestep_sampler: "uniform".into(),
+            continuous_sde: None,
         }
     }
 }
@@ -172,9 +189,59 @@ impl TrainConfig {
                 "`max_grad_norm` and `offset_noise` cannot be negative",
             ));
         }
+        if !(self.vlb_weight >= 0.0 && self.vlb_weight.is_finite()) {
+            return Err(DiffuseError::config(
+                "`vlb_weight` must be a non-negative number",
+            ));
+        }
         self.prediction()?;
         self.schedule()?;
+        self.timestep_sampling()?;
         Ok(())
+    }
+
+    /// The reverse variance the model samples with (and, if learned, trains).
+    pub fn variance(&self) -> Result<DdpmVariance> {
+        self.variance_type.parse()
+    }
+
+    /// How training draws timesteps, checked against the variance: importance sampling and the
+    /// hybrid loss need each other's L_vlb, which continuous time does not have.
+    pub fn timestep_sampling(&self) -> Result<TimestepSampling> {
+        let learned = self.variance()?.is_learned();
+        let sampling = match (self.timestep_sampler.as_str(), &self.continuous_sde) {
+            ("uniform", None) => TimestepSampling::Uniform,
+            ("uniform", Some(name)) => TimestepSampling::Continuous(Sde::from_name(name)?),
+            ("importance", None) if learned => {
+                TimestepSampling::Importance(LossHistory::new(self.num_train_timesteps))
+            }
+            ("importance", None) => {
+                return Err(DiffuseError::config(
+                    "`timestep_sampler = importance` weighs timesteps by their L_vlb, which only \
+                     a learned variance (variance_type = learned_range) trains",
+                ));
+            }
+            ("importance", Some(_)) => {
+                return Err(DiffuseError::config(
+                    "importance sampling draws discrete timesteps; it does not combine with \
+                     `continuous_sde`",
+                ));
+            }
+            (other, _) => {
+                return Err(DiffuseError::UnknownName {
+                    kind: "timestep sampler",
+                    name: other.to_string(),
+                    expected: "uniform, importance",
+                });
+            }
+        };
+        if learned && self.continuous_sde.is_some() {
+            return Err(DiffuseError::config(
+                "a learned variance trains on the discrete-time bound L_vlb; it does not combine \
+                 with `continuous_sde`",
+            ));
+        }
+        Ok(sampling)
     }
 
     /// The config a resumed run uses: `requested` may change only how long the run goes on and
@@ -235,13 +302,15 @@ impl TrainConfig {
     /// The diffusers `DDPMScheduler` config of the exported pipeline; it also defines the
     /// forward process the model is trained for.
     pub fn scheduler_config(&self, clip_sample: bool) -> Result<SchedulerConfig> {
-        Ok(SchedulerConfig::ddpm(
+        let mut config = SchedulerConfig::ddpm(
             &self.beta_schedule,
             self.num_train_timesteps,
             (self.beta_start, self.beta_end),
             self.prediction()?,
             clip_sample,
-        ))
+        );
+        config.variance_type = Some(self.variance()?.name().to_string());
+        Ok(config)
     }
 
     /// The forward process the model is trained for.

@@ -8,6 +8,7 @@ pub mod model;
 pub mod objective;
 pub mod optimizer;
 pub mod params;
+pub mod timesteps;
 pub mod trainer;
 
 pub use config::TrainConfig;

@@ -104,15 +104,22 @@ impl ModelConfig {
         }
     }
 
-    /// Sets the shape fields from the data: channels, size and the class table (classes + the
-    /// null class when `classes` is given). A user's file must already agree with the data.
+    /// Sets the shape fields from the data: channels, size, the class table (classes + the null
+    /// class when `classes` is given) and, for a learned variance, twice the output channels. A
+    /// user's file must already agree with the data.
     pub fn fitted(
         mut self,
         data: &Dataset,
         classes: Option<usize>,
+        learned_variance: bool,
         is_preset: bool,
     ) -> Result<Self> {
         let [channels, height, width] = data.sample_shape;
+        let out_channels = if learned_variance {
+            2 * channels
+        } else {
+            channels
+        };
         let mismatch = |what: &str, config: String, data: String| {
             DiffuseError::config(format!(
                 "the model config's {what} is {config}, the data's is {data}"
@@ -127,7 +134,7 @@ impl ModelConfig {
                 }
                 if is_preset {
                     c.in_channels = channels;
-                    c.out_channels = channels;
+                    c.out_channels = out_channels;
                     c.sample_size = Some(crate::nn::unet::SampleSize::Rect([height, width]));
                     if height == width {
                         c.sample_size = Some(crate::nn::unet::SampleSize::Square(height));
@@ -148,6 +155,13 @@ impl ModelConfig {
                             format!("{:?}", [height, width]),
                         ));
                     }
+                    if c.out_channels != out_channels {
+                        return Err(mismatch(
+                            "output channel count",
+                            c.out_channels.to_string(),
+                            format!("{out_channels} (the variance type asks for it)"),
+                        ));
+                    }
                     check_class_table(c.num_class_embeds, classes)?;
                 }
                 let levels = c.block_out_channels.len() as u32;
@@ -166,7 +180,7 @@ impl ModelConfig {
                 }
                 if is_preset {
                     c.in_channels = channels;
-                    c.out_channels = Some(channels);
+                    c.out_channels = Some(out_channels);
                     c.sample_size = height;
                     c.num_embeds_ada_norm = Some(classes.unwrap_or(0));
                 } else {
@@ -175,6 +189,14 @@ impl ModelConfig {
                             "[channels, size]",
                             format!("[{}, {}]", c.in_channels, c.sample_size),
                             format!("[{channels}, {height}]"),
+                        ));
+                    }
+                    let configured_out = c.out_channels();
+                    if configured_out != out_channels {
+                        return Err(mismatch(
+                            "output channel count",
+                            configured_out.to_string(),
+                            format!("{out_channels} (the variance type asks for it)"),
                         ));
                     }
                     check_class_table(Some(c.class_table_size()), classes.or(Some(0)))?;
@@ -187,6 +209,12 @@ impl ModelConfig {
                 }
             }
             Self::Mlp(c) => {
+                if learned_variance {
+                    return Err(DiffuseError::config(
+                        "the MLP denoiser has no variance output: a learned variance needs a \
+                         U-Net or a DiT",
+                    ));
+                }
                 if is_preset {
                     c.data_dim = channels * height * width;
                     c.num_class_embeds = classes.map(|k| k + 1);
@@ -265,7 +293,7 @@ mod tests {
         .unwrap();
         match ModelConfig::preset("unet-28", DataKind::Images)
             .unwrap()
-            .fitted(&images, Some(2), true)
+            .fitted(&images, Some(2), false, true)
             .unwrap()
         {
             ModelConfig::UNet(c) => {
@@ -282,7 +310,7 @@ mod tests {
             Dataset::new([1, 30, 30], vec![0.0; 900], None, vec![], DataKind::Images).unwrap();
         let err = ModelConfig::preset("unet-28", DataKind::Images)
             .unwrap()
-            .fitted(&odd, None, true)
+            .fitted(&odd, None, false, true)
             .unwrap_err();
         assert!(err.to_string().contains("not divisible by 4"), "{err}");
     }

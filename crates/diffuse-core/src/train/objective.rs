@@ -1,14 +1,18 @@
 //! The denoising objective (DDPM Algorithm 1) for ε, x₀ or v prediction, with min-SNR-γ
-//! weighting, offset noise and label dropout for classifier-free guidance.
+//! weighting, offset noise and label dropout for classifier-free guidance; for a learned variance
+//! the hybrid loss L_simple + λ L_vlb of improved DDPM (Nichol & Dhariwal 2021, §3.1).
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
+use super::timesteps::TimestepSampling;
+use crate::bound::{model_log_variance, vlb_terms_bits};
 use crate::error::Result;
 use crate::forward::{PredictionType, q_sample};
 use crate::pipeline::DenoisingNetwork;
+use crate::sampler::{DdpmVariance, split_variance_output};
 use crate::schedule::NoiseSchedule;
 use crate::tensor_ops::{per_sample, to_host_f64};
 
@@ -22,6 +26,8 @@ pub struct ObjectiveSettings {
     pub offset_noise: f64,
     /// Probability of replacing a class label by the null class (Ho & Salimans 2022).
     pub label_dropout: f64,
+    /// λ of L_hybrid = L_simple + λ L_vlb when the variance is learned (improved DDPM: 0.001).
+    pub vlb_weight: f64,
 }
 
 /// One batch of clean samples on the host, row-major [B, C, H, W].
@@ -29,17 +35,6 @@ pub struct CleanBatch<'a> {
     pub values: &'a [f32],
     pub shape: [usize; 4],
     pub labels: Option<&'a [usize]>,
-}
-
-/// t ~ U{0, …, T−1}, one per sample (Algorithm 1, line 3).
-pub(crate) fn draw_timesteps(
-    rng: &mut ChaCha8Rng,
-    batch: usize,
-    num_train_timesteps: usize,
-) -> Vec<usize> {
-    (0..batch)
-        .map(|_| rng.random_range(0..num_train_timesteps))
-        .collect()
 }
 
 /// ε ~ N(0, I) (Algorithm 1, line 4), plus `offset` × one N(0, 1) draw per sample and channel.
@@ -88,25 +83,61 @@ fn host_tensor(values: Vec<f32>, shape: [usize; 4], device: &Device) -> Tensor<4
 
 /// The loss of one batch, to differentiate and to report.
 pub struct BatchLoss {
-    /// mean_i w_i · mean ‖target_i − f(x_t, t)_i‖², on the autodiff device.
+    /// mean_i w_i · (mean ‖target_i − f(x_t, t)_i‖² + λ T L_vlb,i), on the autodiff device.
     pub loss: Tensor<1>,
     /// The same value summed on the host in a fixed order, so that reported losses do not depend
     /// on how a parallel reduction happened to split the batch.
     pub value: f64,
+    /// For a learned variance: each sample's training timestep and its L_vlb term in bits/dim
+    /// (what importance sampling learns its distribution from).
+    pub vlb_terms: Option<(Vec<usize>, Vec<f64>)>,
 }
 
-/// The weighted mean squared error of one batch: mean_i w_i · mean ‖target_i − f(x_t, t)_i‖².
-/// All randomness comes from `rng`, so a step is reproduced by reseeding it.
+/// L_vlb's term per sample, in bits/dim, with the mean held constant: through it only the variance
+/// output learns (Nichol & Dhariwal 2021, §3.1, "stop-gradient on μ_θ").
+#[allow(clippy::too_many_arguments)]
+fn vlb_term_with_frozen_mean(
+    schedule: &NoiseSchedule,
+    prediction_type: PredictionType,
+    timesteps: &[usize],
+    alpha_bars: &[f64],
+    x0: Tensor<4>,
+    x_t: Tensor<4>,
+    prediction: Tensor<4>,
+    variance_output: Tensor<4>,
+) -> Result<Tensor<1>> {
+    let x0_predicted = prediction_type.x0_per_row(prediction.detach(), x_t.clone(), alpha_bars);
+    let log_variance = model_log_variance(
+        schedule,
+        timesteps,
+        DdpmVariance::LearnedRange,
+        Some(variance_output),
+        &x_t,
+    )?;
+    Ok(vlb_terms_bits(
+        schedule,
+        timesteps,
+        x0,
+        x_t,
+        x0_predicted,
+        log_variance,
+    ))
+}
+
+/// The loss of one batch: mean_i w_i · (mean ‖target_i − f(x_t, t)_i‖² [+ λ T L_vlb,i for a
+/// learned variance, the single-sample estimate of λ Σ_t L_t]). `sampling` draws the timesteps
+/// and their weights; all randomness comes from `rng`, so a step is reproduced by reseeding it.
 pub fn denoising_loss(
     network: &DenoisingNetwork,
     schedule: &NoiseSchedule,
     settings: &ObjectiveSettings,
+    sampling: &TimestepSampling,
     batch: &CleanBatch<'_>,
     rng: &mut ChaCha8Rng,
     device: &Device,
 ) -> Result<BatchLoss> {
     let [b, c, _, _] = batch.shape;
-    let timesteps = draw_timesteps(rng, b, schedule.num_train_timesteps());
+    let drawn = sampling.draw(rng, b, schedule);
     let noise = draw_noise(rng, batch.shape, settings.offset_noise);
     let labels = match (batch.labels, network.class_table_size()) {
         (Some(labels), Some(table)) => {
@@ -114,33 +145,62 @@ pub fn denoising_loss(
         }
         _ => None,
     };
-    let alpha_bars: Vec<f64> = timesteps.iter().map(|&t| schedule.alpha_bar(t)).collect();
+    let t = &drawn.timesteps;
+    let alpha_bars: Vec<f64> = t.iter().map(|&t| schedule.alpha_bar_at(t)).collect();
     let x0 = host_tensor(batch.values.to_vec(), batch.shape, device);
     let noise = host_tensor(noise, batch.shape, device);
     let x_t = q_sample(x0.clone(), noise.clone(), &alpha_bars);
-    let target = settings.prediction_type.target(x0, noise, &alpha_bars);
-    let t: Vec<f64> = timesteps.iter().map(|&t| t as f64).collect();
-    let output = network.forward(x_t, &t, labels.as_deref())?;
-    // A learned-variance network also outputs C variance channels; the simple loss sees the mean.
-    let prediction = output.narrow(1, 0, c);
-    let per_sample_error = (prediction - target)
+    let target = settings
+        .prediction_type
+        .target(x0.clone(), noise, &alpha_bars);
+    let output = network.forward(x_t.clone(), t, labels.as_deref())?;
+    let learned_variance = output.dims()[1] == 2 * c;
+    let (prediction, variance_output) = if learned_variance {
+        let (prediction, variance) = split_variance_output(output, c)?;
+        (prediction, Some(variance))
+    } else {
+        (output, None)
+    };
+    let per_sample_error = (prediction.clone() - target)
         .powi_scalar(2)
         .reshape([b as i32, -1])
         .mean_dim(1);
-    let weighted = match settings.min_snr_gamma {
-        Some(gamma) => {
-            let weights: Vec<f64> = timesteps
-                .iter()
-                .map(|&t| min_snr_weight(schedule.snr(t), gamma, settings.prediction_type))
-                .collect();
-            per_sample_error.clone() * per_sample(&weights, &per_sample_error)
+    let mut weights = drawn.weights.clone();
+    if let Some(gamma) = settings.min_snr_gamma {
+        for (w, &a) in weights.iter_mut().zip(&alpha_bars) {
+            *w *= min_snr_weight(a / (1.0 - a), gamma, settings.prediction_type);
         }
-        None => per_sample_error,
+    }
+    let (per_sample_loss, vlb_terms) = match variance_output {
+        Some(variance_output) => {
+            let steps: Vec<usize> = t.iter().map(|&t| t as usize).collect();
+            let vlb = vlb_term_with_frozen_mean(
+                schedule,
+                settings.prediction_type,
+                &steps,
+                &alpha_bars,
+                x0,
+                x_t,
+                prediction,
+                variance_output,
+            )?;
+            let scale = settings.vlb_weight * schedule.num_train_timesteps() as f64;
+            let host = to_host_f64(vlb.clone().detach())?;
+            let loss = per_sample_error + vlb.reshape([b, 1]).mul_scalar(scale);
+            (loss, Some((steps, host)))
+        }
+        None => (per_sample_error, None),
+    };
+    let weighted = if weights.iter().all(|&w| w == 1.0) {
+        per_sample_loss
+    } else {
+        per_sample_loss.clone() * per_sample(&weights, &per_sample_loss)
     };
     let host = to_host_f64(weighted.clone().detach())?;
     Ok(BatchLoss {
         loss: weighted.mean(),
         value: host.iter().sum::<f64>() / b as f64,
+        vlb_terms,
     })
 }
 
@@ -158,6 +218,58 @@ mod tests {
             assert!((x0 - snr.min(5.0)).abs() < 1e-12);
             assert!((eps - x0).abs() < 1e-12 && (v - x0).abs() < 1e-12);
         }
+    }
+
+    #[test]
+    fn the_vlb_term_trains_the_variance_but_not_the_mean() {
+        // Stop-gradient on μ_θ (Nichol & Dhariwal 2021, §3.1): L_vlb reaches the variance output
+        // only; the mean learns from L_simple alone.
+        use crate::schedule::BetaSchedule;
+        use burn::tensor::Device;
+        let schedule = NoiseSchedule::new(
+            &BetaSchedule::Linear {
+                beta_start: 1e-4,
+                beta_end: 0.02,
+            },
+            1000,
+            false,
+        )
+        .unwrap();
+        let device = Device::default().autodiff();
+        let values =
+            |offset: f32| -> Vec<f32> { (0..8).map(|i| i as f32 * 0.1 - offset).collect() };
+        let leaf = |v: Vec<f32>| host_tensor(v, [2, 1, 2, 2], &device).require_grad();
+        let (prediction, variance_output) = (leaf(values(0.3)), leaf(values(0.5)));
+        // ε̂ small enough at t = 0 that x̂_0 stays within a bin of x_0.
+        let steps = [0, 400];
+        let alpha_bars: Vec<f64> = steps.iter().map(|&t| schedule.alpha_bar(t)).collect();
+        let x0 = host_tensor(values(0.2), [2, 1, 2, 2], &device);
+        // Near x_0, so that the t = 0 decoder's narrow bins hold mass (and gradient).
+        let x_t = host_tensor(values(0.199), [2, 1, 2, 2], &device);
+        let vlb = vlb_term_with_frozen_mean(
+            &schedule,
+            PredictionType::Epsilon,
+            &steps,
+            &alpha_bars,
+            x0,
+            x_t,
+            prediction.clone(),
+            variance_output.clone(),
+        )
+        .unwrap();
+        let grads = vlb.sum().backward();
+        let variance_grad = to_host_f64(variance_output.grad(&grads).unwrap()).unwrap();
+        assert!(
+            variance_grad.iter().all(|g| g.abs() > 0.0),
+            "{variance_grad:?}"
+        );
+        let mean_grad = prediction.grad(&grads).map(|g| to_host_f64(g).unwrap());
+        assert!(
+            mean_grad
+                .as_ref()
+                .is_none_or(|g| g.iter().all(|&v| v == 0.0)),
+            "{mean_grad:?}"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use super::model::ModelConfig;
 use super::objective::{CleanBatch, ObjectiveSettings, denoising_loss};
 use super::optimizer::{AdamW, FlatGradients, clip_factor, learning_rate};
 use super::params::{flat_parameters, parameters_from_host, parameters_to_host};
+use super::timesteps::TimestepSampling;
 use crate::config::DiffusersConfig;
 use crate::data::loader::{BatchLoader, DataOrder};
 use crate::data::{DataKind, Dataset, DatasetSource, LoadOptions};
@@ -102,6 +103,7 @@ pub struct Trainer {
     dataset: Arc<Dataset>,
     schedule: NoiseSchedule,
     objective: ObjectiveSettings,
+    timestep_sampling: TimestepSampling,
     device: Device,
     train_device: Device,
     network: DenoisingNetwork,
@@ -168,10 +170,17 @@ impl Trainer {
             }
             (true, k) => Some(k),
         };
+        let learned_variance = config.variance()?.is_learned();
         let model_config = match &config.model_config {
-            Some(path) => ModelConfig::from_file(path)?.fitted(&dataset, classes, false)?,
-            None => ModelConfig::preset(&config.preset, dataset.kind)?
-                .fitted(&dataset, classes, true)?,
+            Some(path) => {
+                ModelConfig::from_file(path)?.fitted(&dataset, classes, learned_variance, false)?
+            }
+            None => ModelConfig::preset(&config.preset, dataset.kind)?.fitted(
+                &dataset,
+                classes,
+                learned_variance,
+                true,
+            )?,
         };
         // Seeding burn's generator and touching every parameter in order makes the initial
         // weights a function of the seed.
@@ -235,6 +244,11 @@ impl Trainer {
             saved.state.data_order,
             device,
         )?;
+        if let (TimestepSampling::Importance(history), Some(saved)) =
+            (&mut trainer.timestep_sampling, saved.state.loss_history)
+        {
+            *history = saved;
+        }
         trainer.metrics = read_metrics(&trainer.config.out.join("metrics.jsonl"))?
             .into_iter()
             .filter(|m| m.step <= trainer.step)
@@ -255,15 +269,18 @@ impl Trainer {
         device: &Device,
     ) -> Result<Self> {
         let train_device = device.clone().autodiff();
+        let timestep_sampling = config.timestep_sampling()?;
         let objective = ObjectiveSettings {
             prediction_type: config.prediction()?,
             min_snr_gamma: config.min_snr_gamma,
             offset_noise: config.offset_noise,
             label_dropout: config.label_dropout,
+            vlb_weight: config.vlb_weight,
         };
         Ok(Self {
             schedule: config.schedule()?,
             objective,
+            timestep_sampling,
             network: network.to_device(&train_device).train(),
             ema,
             optimizer,
@@ -457,10 +474,16 @@ impl Trainer {
                 &self.network,
                 &self.schedule,
                 &self.objective,
+                &self.timestep_sampling,
                 &clean,
                 &mut rng,
                 &self.train_device,
             )?;
+            if let (TimestepSampling::Importance(history), Some((steps, terms))) =
+                (&mut self.timestep_sampling, &batch_loss.vlb_terms)
+            {
+                history.record(steps, terms)?;
+            }
             let loss = batch_loss.loss / accumulation as f64;
             let value = batch_loss.value / accumulation as f64;
             if !value.is_finite() {
@@ -523,6 +546,10 @@ impl Trainer {
             ),
             class_names: self.dataset.class_names.clone(),
             config: self.config.clone(),
+            loss_history: match &self.timestep_sampling {
+                TimestepSampling::Importance(history) => Some(history.clone()),
+                _ => None,
+            },
         };
         let checkpoints = self.config.out.join("checkpoints");
         let incomplete = checkpoint::write_incomplete(
