@@ -179,6 +179,13 @@ fn bad_inputs_are_clear_errors() {
         sample(MIXTURE, &["--sampler", "ddpm", "--eta", "1"]),
         "--eta",
     );
+    run(
+        sample(
+            MIXTURE,
+            &["--sampler", "ddpm", "--variance-type", "learned-range"],
+        ),
+        "needs a model that outputs its variance",
+    );
     let write = |name: &str, text: &str| {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
