@@ -31,6 +31,9 @@ pub enum DiffuseError {
     /// A tensor operation failed on the device (read-back, unsupported dtype, ...).
     #[error("tensor error: {0}")]
     Tensor(String),
+    /// An ODE integration could not go on (a non-finite right-hand side, a vanishing step).
+    #[error("ODE solver failed: {0}")]
+    Solver(String),
 }
 
 /// Shorthand for results of this crate.

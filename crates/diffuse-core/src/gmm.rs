@@ -168,25 +168,75 @@ impl GaussianMixture {
 
     /// log p(x) of clean data under the mixture.
     pub fn log_density(&self, x: &[f64]) -> f64 {
+        self.marginal_log_density(x, 1.0, 0.0)
+    }
+
+    /// log p(x_t) of x_t = a x_0 + σ ε: the mixture of N(a μ_k, diag(a² s_k² + σ²)).
+    pub fn marginal_log_density(&self, x_t: &[f64], a: f64, sigma: f64) -> f64 {
         let terms: Vec<f64> = (0..self.weights.len())
-            .map(|k| self.weights[k].ln() + self.log_marginal(k, x, 1.0, 0.0))
+            .map(|k| self.weights[k].ln() + self.log_marginal(k, x_t, a, sigma))
             .collect();
         let max = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln()
     }
 
+    /// Per component k: p(k | x_t) and the mean and variances of x_0 | x_t, k, the conjugate
+    /// update μ_k + g (x_t − a μ_k) and s_k² (1 − a g) with gain g = a s_k²/(a² s_k² + σ²).
+    fn component_posteriors(&self, x_t: &[f64], a: f64, sigma: f64) -> Vec<ComponentPosterior> {
+        let resp = self.responsibilities(x_t, a, sigma);
+        resp.into_iter()
+            .enumerate()
+            .map(|(k, responsibility)| {
+                let (mut mean, mut variance) = (Vec::new(), Vec::new());
+                for (d, x) in x_t.iter().enumerate() {
+                    let (mu, s2) = (self.means[k][d], self.stds[k][d].powi(2));
+                    let gain = a * s2 / (a * a * s2 + sigma * sigma);
+                    mean.push(mu + gain * (x - a * mu));
+                    variance.push(s2 * (1.0 - a * gain));
+                }
+                ComponentPosterior {
+                    responsibility,
+                    mean,
+                    variance,
+                }
+            })
+            .collect()
+    }
+
     /// E[x_0 | x_t] = Σ_k p(k|x_t) (μ_k + a s_k²/(a² s_k² + σ²) (x_t − a μ_k)), the Bayes-optimal denoiser.
     pub fn posterior_mean(&self, x_t: &[f64], a: f64, sigma: f64) -> Vec<f64> {
-        let resp = self.responsibilities(x_t, a, sigma);
         let mut mean = vec![0.0; x_t.len()];
-        for (k, r) in resp.iter().enumerate() {
-            for (d, m) in mean.iter_mut().enumerate() {
-                let (mu, s2) = (self.means[k][d], self.stds[k][d].powi(2));
-                let gain = a * s2 / (a * a * s2 + sigma * sigma);
-                *m += r * (mu + gain * (x_t[d] - a * mu));
+        for c in self.component_posteriors(x_t, a, sigma) {
+            for (m, cm) in mean.iter_mut().zip(&c.mean) {
+                *m += c.responsibility * cm;
             }
         }
         mean
+    }
+
+    /// (∂E[x_0 | x_t]/∂x_t) w. Differentiating Tweedie's E[x_0 | x_t] = (x_t + σ² ∇log p(x_t))/a
+    /// gives (a/σ²) Cov[x_0 | x_t], symmetric (so this is also the VJP), with the mixture's
+    /// Cov = Σ_k p(k|x_t) (V_k + m_k m_kᵀ) − m mᵀ.
+    pub fn posterior_mean_jvp(&self, x_t: &[f64], a: f64, sigma: f64, w: &[f64]) -> Vec<f64> {
+        let dot = |u: &[f64], v: &[f64]| u.iter().zip(v).map(|(a, b)| a * b).sum::<f64>();
+        let components = self.component_posteriors(x_t, a, sigma);
+        let mut mean = vec![0.0; x_t.len()];
+        let mut second_moment_w = vec![0.0; x_t.len()];
+        for c in &components {
+            let mean_w = dot(&c.mean, w);
+            for d in 0..x_t.len() {
+                mean[d] += c.responsibility * c.mean[d];
+                second_moment_w[d] +=
+                    c.responsibility * (c.variance[d] * w[d] + c.mean[d] * mean_w);
+            }
+        }
+        let mean_w = dot(&mean, w);
+        let scale = a / (sigma * sigma);
+        second_moment_w
+            .iter()
+            .zip(&mean)
+            .map(|(s, m)| scale * (s - m * mean_w))
+            .collect()
     }
 
     /// `n` exact draws from the mixture (rows of length D).
@@ -211,6 +261,13 @@ impl GaussianMixture {
             })
             .collect()
     }
+}
+
+/// x_0 | x_t within one component.
+struct ComponentPosterior {
+    responsibility: f64,
+    mean: Vec<f64>,
+    variance: Vec<f64>,
 }
 
 /// What a set of samples says about one mixture component, next to the truth.
@@ -308,17 +365,17 @@ impl GmmDenoiser {
     }
 }
 
-impl Denoiser<2> for GmmDenoiser {
-    fn prediction_type(&self) -> PredictionType {
-        self.prediction_type
-    }
-
-    fn predict(
+impl GmmDenoiser {
+    /// The prediction for `x_t` on the host, and with a cotangent w, wᵀ∂prediction/∂x_t. Every
+    /// parameterisation is c_x x_t + c_0 x̂_0 with scalar coefficients, so the VJP is the same map
+    /// of w and the posterior mean's (symmetric) Jacobian times w.
+    fn predict_on_host(
         &self,
         x_t: Tensor<2>,
         timesteps: &[f64],
         class_labels: Option<&[usize]>,
-    ) -> Result<Tensor<2>> {
+        cotangent: Option<Tensor<2>>,
+    ) -> Result<(Tensor<2>, Option<Tensor<2>>)> {
         if class_labels.is_some() {
             return Err(DiffuseError::config(
                 "the mixture denoiser is unconditional: it takes no class labels",
@@ -339,22 +396,53 @@ impl Denoiser<2> for GmmDenoiser {
         }
         let (device, dtype) = (x_t.device(), x_t.dtype());
         let host = to_host_f64(x_t)?;
-        let mut output = Vec::with_capacity(host.len());
-        for (row, &t) in host.chunks(dim).zip(timesteps) {
+        let cotangent = cotangent.map(to_host_f64).transpose()?;
+        let (mut output, mut vjp) = (Vec::with_capacity(host.len()), Vec::new());
+        for (i, (row, &t)) in host.chunks(dim).zip(timesteps).enumerate() {
             let alpha_bar = self.schedule.alpha_bar_at(t);
             let (a, sigma) = (alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt());
+            let parameterise = |x: f64, x0: f64| match self.prediction_type {
+                PredictionType::Sample => x0,
+                PredictionType::Epsilon => (x - a * x0) / sigma,
+                PredictionType::VPrediction => (a * x - x0) / sigma,
+            };
             let x0 = self.mixture.posterior_mean(row, a, sigma);
-            output.extend(
-                row.iter()
-                    .zip(&x0)
-                    .map(|(x, x0)| match self.prediction_type {
-                        PredictionType::Sample => *x0,
-                        PredictionType::Epsilon => (x - a * x0) / sigma,
-                        PredictionType::VPrediction => (a * x - x0) / sigma,
-                    }),
-            );
+            output.extend(row.iter().zip(&x0).map(|(x, x0)| parameterise(*x, *x0)));
+            if let Some(cotangent) = &cotangent {
+                let w = &cotangent[i * dim..(i + 1) * dim];
+                let jw = self.mixture.posterior_mean_jvp(row, a, sigma, w);
+                vjp.extend(w.iter().zip(&jw).map(|(w, jw)| parameterise(*w, *jw)));
+            }
         }
-        Ok(from_host_f64(output, [batch, dim], &device, dtype))
+        let tensor = |values| from_host_f64(values, [batch, dim], &device, dtype);
+        Ok((tensor(output), cotangent.map(|_| tensor(vjp))))
+    }
+}
+
+impl Denoiser<2> for GmmDenoiser {
+    fn prediction_type(&self) -> PredictionType {
+        self.prediction_type
+    }
+
+    fn predict(
+        &self,
+        x_t: Tensor<2>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+    ) -> Result<Tensor<2>> {
+        Ok(self.predict_on_host(x_t, timesteps, class_labels, None)?.0)
+    }
+
+    /// Exact, from the posterior covariance: the host computation has no autodiff graph.
+    fn predict_with_vjp(
+        &self,
+        x_t: Tensor<2>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+        cotangent: Tensor<2>,
+    ) -> Result<(Tensor<2>, Tensor<2>)> {
+        let (output, vjp) = self.predict_on_host(x_t, timesteps, class_labels, Some(cotangent))?;
+        Ok((output, vjp.expect("a cotangent gives a VJP")))
     }
 }
 
@@ -391,6 +479,28 @@ mod tests {
         let (a, sigma, x) = (0.6_f64, 0.8_f64, 0.5);
         let expected = 1.0 + a * 4.0 / (a * a * 4.0 + sigma * sigma) * (x - a);
         assert!((m.posterior_mean(&[x], a, sigma)[0] - expected).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_posterior_mean_jacobian_is_its_finite_difference() {
+        // Between the bumps both responsibilities move with x_t: the covariance's cross terms count.
+        let m = two_bumps();
+        let (x, a, sigma, h) = ([0.1, 0.5], 0.8, 0.9, 1e-6);
+        for d in 0..2 {
+            let mut w = [0.0; 2];
+            w[d] = 1.0;
+            let shifted = |step: f64| {
+                let mut y = x;
+                y[d] += step;
+                m.posterior_mean(&y, a, sigma)
+            };
+            let (up, down) = (shifted(h), shifted(-h));
+            let jvp = m.posterior_mean_jvp(&x, a, sigma, &w);
+            for e in 0..2 {
+                let difference = (up[e] - down[e]) / (2.0 * h);
+                assert!((jvp[e] - difference).abs() < 1e-7, "∂{e}/∂{d}: {jvp:?}");
+            }
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod guidance;
 pub mod io;
 pub mod nn;
 pub mod noise;
+pub mod ode;
 pub mod pipeline;
 pub mod plot;
 pub mod sampler;

@@ -45,13 +45,19 @@ impl SeededNoise {
 
     /// The next `per_sample` standard normals of every stream, on the host, row-major [B, per_sample].
     pub fn next_host(&mut self, per_sample: usize) -> Vec<f64> {
+        self.next_host_with(per_sample, |rng| rng.sample(StandardNormal))
+    }
+
+    /// The next `per_sample` draws of `draw` from every stream, row-major [B, per_sample]:
+    /// other distributions from the same per-sample streams.
+    pub fn next_host_with(
+        &mut self,
+        per_sample: usize,
+        mut draw: impl FnMut(&mut ChaCha8Rng) -> f64,
+    ) -> Vec<f64> {
         self.streams
             .iter_mut()
-            .flat_map(|rng| {
-                (0..per_sample)
-                    .map(|_| rng.sample::<f64, _>(StandardNormal))
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|rng| (0..per_sample).map(|_| draw(rng)).collect::<Vec<_>>())
             .collect()
     }
 

@@ -5,10 +5,13 @@
 //! and recall ([`precision_recall`]), and the accuracy of class-conditional samples under the
 //! classifier. Vectors are compared directly: the sliced Wasserstein distance
 //! ([`sliced_wasserstein`]) and, when the data's mixture is known, its exact log-likelihood.
+//! A model's own likelihood of test data is bounded by the variational bound ([`vlb`]) or
+//! computed through its probability-flow ODE ([`ode_likelihood`]).
 
 pub mod features;
 pub mod frechet;
 pub mod kid;
+pub mod ode_likelihood;
 pub mod precision_recall;
 pub mod quality;
 pub mod report;
@@ -18,6 +21,10 @@ pub mod vlb;
 pub use features::{ClassifiedImages, classify_images, quantize_to_8bit};
 pub use frechet::{GaussianStats, frechet_distance};
 pub use kid::{Kid, kernel_inception_distance};
+pub use ode_likelihood::{
+    OdeLikelihoodSettings, OdeNllReport, OdeSolve, TraceEstimator, ode_log_likelihood,
+    ode_negative_log_likelihood,
+};
 pub use precision_recall::{
     KnnManifold, PrecisionRecall, precision_recall, precision_recall_against,
 };

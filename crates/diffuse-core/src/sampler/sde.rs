@@ -136,6 +136,19 @@ pub enum SdeSampler {
     ProbabilityFlow,
 }
 
+/// The VP training step τ whose noise level σ_τ = √((1 − ᾱ_τ)/ᾱ_τ) is s/a, its ᾱ_τ, and the
+/// scale √ᾱ_τ / a that takes x to that step's input. Below the schedule's first step (or past
+/// its last) τ is clamped there, and the score is that step's.
+fn snr_matching(
+    schedule: &NoiseSchedule,
+    schedule_sigmas: &[f64],
+    (a, s): (f64, f64),
+) -> (f64, f64, f64) {
+    let timestep = sigma_to_t(s / a, schedule_sigmas);
+    let alpha_bar = schedule.alpha_bar_at(timestep);
+    (timestep, alpha_bar, alpha_bar.sqrt() / a)
+}
+
 /// The score ∇_x log p_t(x) at the marginal (a, s), from a VP-trained denoiser.
 pub fn score<const D: usize>(
     denoiser: &dyn Denoiser<D>,
@@ -146,14 +159,40 @@ pub fn score<const D: usize>(
     class_labels: Option<&[usize]>,
 ) -> Result<Tensor<D>> {
     let batch = x.dims()[0];
-    let timestep = sigma_to_t(s / a, schedule_sigmas);
-    let alpha_bar = schedule.alpha_bar_at(timestep);
-    let x_vp = x.mul_scalar(alpha_bar.sqrt() / a);
+    let (timestep, alpha_bar, input_scale) = snr_matching(schedule, schedule_sigmas, (a, s));
+    let x_vp = x.mul_scalar(input_scale);
     let output = denoiser.predict(x_vp.clone(), &vec![timestep; batch], class_labels)?;
     let (_, eps) = denoiser
         .prediction_type()
         .to_x0_and_eps(output, x_vp, alpha_bar);
     Ok(eps.div_scalar(-s))
+}
+
+/// [`score`] and the vector–Jacobian product wᵀ ∂(∇_x log p_t)/∂x for the cotangent `w`. ε̂ is
+/// c_out·output + c_x·x_vp with scalar coefficients, so its VJP is the same map applied to the
+/// output's VJP and w; x_vp = k x and score = −ε̂/s then contribute the factor −k/s.
+pub fn score_and_vjp<const D: usize>(
+    denoiser: &dyn Denoiser<D>,
+    schedule: &NoiseSchedule,
+    schedule_sigmas: &[f64],
+    x: Tensor<D>,
+    (a, s): (f64, f64),
+    class_labels: Option<&[usize]>,
+    w: Tensor<D>,
+) -> Result<(Tensor<D>, Tensor<D>)> {
+    let batch = x.dims()[0];
+    let (timestep, alpha_bar, input_scale) = snr_matching(schedule, schedule_sigmas, (a, s));
+    let x_vp = x.mul_scalar(input_scale);
+    let (output, output_vjp) = denoiser.predict_with_vjp(
+        x_vp.clone(),
+        &vec![timestep; batch],
+        class_labels,
+        w.clone(),
+    )?;
+    let prediction = denoiser.prediction_type();
+    let (_, eps) = prediction.to_x0_and_eps(output, x_vp, alpha_bar);
+    let (_, eps_vjp) = prediction.to_x0_and_eps(output_vjp, w, alpha_bar);
+    Ok((eps.div_scalar(-s), eps_vjp.mul_scalar(-input_scale / s)))
 }
 
 impl SdeSampler {
