@@ -984,6 +984,111 @@ fn nll_prints_bits_per_dim_of_test_images() {
 }
 
 #[test]
+fn nll_by_the_probability_flow_ode_scores_images_and_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    brightness_classes(&data);
+    let pipeline = "crates/diffuse-core/tests/fixtures/unet/class_scaleshift_gray/pipeline";
+    let data = data.to_str().unwrap();
+    let images = [
+        "nll",
+        "--pipeline",
+        pipeline,
+        "--dataset",
+        data,
+        "--resolution",
+        "8",
+        "--color",
+        "gray",
+        "--method",
+        "ode",
+        "--n",
+        "3",
+        "--batch-size",
+        "2",
+        "--rtol",
+        "1e-3",
+        "--atol",
+        "1e-3",
+        "--json",
+    ];
+    let out = diffuse(&images);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bpd = report["bits_per_dim"].as_f64().unwrap();
+    assert!(bpd.is_finite() && bpd > 0.0, "{report}");
+    assert!(report["bits_per_dim_std_error"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["method"], "ode");
+    assert_eq!(report["conditional"], true);
+    assert_eq!(report["dequantized"], true);
+    assert_eq!(
+        (report["samples"].clone(), report["batches"].clone()),
+        (3.into(), 2.into())
+    );
+    assert!(report["nfe"].as_f64().unwrap() >= 8.0, "{report}");
+    for (flag, value, needle) in [
+        ("--probe", "exakt", "trace estimator"),
+        ("--rtol", "0", "rtol"),
+        ("--eps", "1.5", "ε"),
+        ("--sde", "vpp", "vpp"),
+    ] {
+        let mut args = images.to_vec();
+        match args.iter().position(|a| *a == flag) {
+            Some(i) => args[i + 1] = value,
+            None => args.extend([flag, value]),
+        }
+        assert_clean_error(&args, needle);
+    }
+    let mut full = images.to_vec();
+    full.push("--full");
+    assert_clean_error(&full, "--method vlb");
+
+    let run = dir.path().join("run");
+    let out = diffuse(&[
+        "train",
+        "--dataset",
+        "toy:8gaussians",
+        "--preset",
+        "tiny",
+        "--steps",
+        "20",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let vectors = [
+        "nll",
+        "--pipeline",
+        run.to_str().unwrap(),
+        "--dataset",
+        "toy:8gaussians",
+        "--method",
+        "ode",
+        "--probe",
+        "exact",
+        "--n",
+        "8",
+        "--rtol",
+        "1e-3",
+        "--atol",
+        "1e-3",
+        "--json",
+    ];
+    let out = diffuse(&vectors);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["bits_per_dim"].as_f64().unwrap().is_finite(),
+        "{report}"
+    );
+    assert_eq!(report["dequantized"], false);
+    assert_eq!(report["trace"], "exact");
+    let mut vlb = vectors.to_vec();
+    vlb[6] = "vlb";
+    assert_clean_error(&vlb[..7], "vector data");
+}
+
+#[test]
 fn sde_samplers_run_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x.safetensors");

@@ -6,7 +6,8 @@
 //! Gaussian-mixture data, used to test samplers without model error. [`nn`] holds the networks
 //! (a diffusers-compatible U-Net) and [`pipeline`] reads and writes diffusers pipeline folders.
 //! [`classifier`] is a noise-aware image classifier for classifier guidance and evaluation;
-//! [`eval`] measures sample quality (FD, KID, precision/recall, sliced Wasserstein).
+//! [`eval`] measures sample quality (FD, KID, precision/recall, sliced Wasserstein) and a
+//! model's likelihood, the probability-flow one integrated by [`ode`]'s adaptive RK45.
 
 pub mod bench;
 pub mod bound;

@@ -55,6 +55,9 @@ const SAFETY: f64 = 0.9;
 const MIN_FACTOR: f64 = 0.2;
 const MAX_FACTOR: f64 = 10.0;
 
+/// f(t, y) → dy/dt, failing on whatever f may fail on.
+pub type RightHandSide<'a> = dyn FnMut(f64, &[f64]) -> Result<Vec<f64>> + 'a;
+
 /// The local error each component may make per step: |err_i| ≤ atol + rtol·|y_i|.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Tolerances {
@@ -114,7 +117,7 @@ fn combine(y: &[f64], h: f64, weights: &[f64], stages: &[Vec<f64>]) -> Vec<f64> 
 
 /// f counted, and checked to give a finite vector of the state's length.
 struct Rhs<'a> {
-    f: &'a mut dyn FnMut(f64, &[f64]) -> Result<Vec<f64>>,
+    f: &'a mut RightHandSide<'a>,
     evaluations: usize,
 }
 
@@ -179,7 +182,7 @@ fn starting_step(
 /// step is h·min(10, 0.9·err^(−1/5)) after an accepted step (no growth right after a
 /// rejection) and h·max(0.2, 0.9·err^(−1/5)) after a rejected one.
 pub fn solve_rk45(
-    f: &mut dyn FnMut(f64, &[f64]) -> Result<Vec<f64>>,
+    f: &mut RightHandSide,
     t0: f64,
     y0: Vec<f64>,
     t1: f64,
