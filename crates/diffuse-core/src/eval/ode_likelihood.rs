@@ -120,14 +120,16 @@ pub struct OdeSolve {
     pub nfe: usize,
 }
 
-/// The probes p whose pᵀ (∂v/∂x) p sum to the divergence: the basis vectors, or one drawn probe.
+/// The probes p whose pᵀ (∂v/∂x) p sum to the divergence.
 enum Probes {
+    /// e_1 … e_D in every row: the exact trace.
     Basis,
+    /// One probe per row, [rows, numel] row-major: Hutchinson's estimate.
     Drawn(Vec<f64>),
 }
 
 impl Probes {
-    /// The probes of `rows` samples of `numel` values, the drawn one from the samples' streams.
+    /// Probes of `numel` values for the samples whose streams `noise` holds.
     fn new(trace: TraceEstimator, noise: &mut SeededNoise, numel: usize) -> Self {
         match trace {
             TraceEstimator::Exact => Self::Basis,
@@ -193,15 +195,11 @@ impl<const D: usize> ProbabilityFlow<'_, D> {
                 w,
             )?;
             let s_vjp = to_host_f64(s_vjp)?;
-            let rows_of = |v: &[f64]| v.chunks(numel).map(<[f64]>::to_vec).collect::<Vec<_>>();
-            for ((d, p), j) in divergence
-                .iter_mut()
-                .zip(rows_of(probe))
-                .zip(rows_of(&s_vjp))
-            {
+            let rows = probe.chunks(numel).zip(s_vjp.chunks(numel));
+            for (d, (p, j)) in divergence.iter_mut().zip(rows) {
                 let (norm2, quadratic): (f64, f64) = p
                     .iter()
-                    .zip(&j)
+                    .zip(j)
                     .fold((0.0, 0.0), |(n, q), (p, j)| (n + p * p, q + p * j));
                 *d += f * norm2 - 0.5 * g * g * quadratic;
             }
