@@ -9,7 +9,7 @@ use diffuse_core::eval::{VlbSettings, VlbTimesteps, variational_bound};
 use diffuse_core::pipeline::DiffusionPipeline;
 use serde_json::json;
 
-use super::{extend, print_table, report_to, step_progress};
+use super::{extend, print_table, progress_bar, report_to};
 use crate::args::{DataArgs, DeviceArgs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -100,7 +100,7 @@ impl NllCommand {
             device,
         };
         let x0: Vec<f64> = data.values.iter().map(|&v| f64::from(v)).collect();
-        let bar = step_progress("VLB terms");
+        let bar = progress_bar("VLB terms", "steps");
         let report = variational_bound(
             &pipeline.denoiser()?,
             &scheduler.schedule()?,
