@@ -37,8 +37,8 @@ enum Command {
     /// evaluation; prints its test accuracy on clean and noised images.
     TrainClassifier(Box<commands::train_classifier::TrainClassifierCommand>),
     /// Measure sample quality against a dataset: FD, KID and precision/recall in a classifier's
-    /// feature space and class accuracy for images; sliced Wasserstein and log-likelihood for
-    /// vectors.
+    /// (or Inception-v3's) feature space and class accuracy for images; sliced Wasserstein and
+    /// log-likelihood for vectors.
     Eval(Box<commands::eval::EvalCommand>),
     /// Negative log-likelihood of test images under a pipeline in bits/dim (the variational
     /// bound with a discretised decoder).

@@ -855,6 +855,29 @@ fn eval_scores_real_images_as_data_and_refuses_bad_input() {
         ],
         "trained on `mnist`",
     );
+    // Inception weights that are not there, or not a safetensors file: one line naming the file.
+    let not_weights = dir.path().join("inception.safetensors");
+    std::fs::write(&not_weights, "not weights").unwrap();
+    for (weights, needle) in [
+        ("absent.safetensors", "absent.safetensors"),
+        (
+            not_weights.to_str().unwrap(),
+            "not a valid safetensors file",
+        ),
+    ] {
+        assert_clean_error(
+            &[
+                "eval",
+                "--samples",
+                file_str,
+                "--dataset",
+                "mnist",
+                "--inception",
+                weights,
+            ],
+            needle,
+        );
+    }
     let empty = dir.path().join("empty.safetensors");
     let none = HostTensor {
         shape: vec![0, 1, 28, 28],

@@ -13,7 +13,7 @@ use diffuse_core::train::TrainConfig;
 use burn::tensor::DType;
 use diffuse_core::classifier::builtin::builtin_classifier;
 use diffuse_core::data::{DatasetSource, LoadOptions, Split};
-use diffuse_core::eval::{QualitySettings, markdown_table, sampler_quality_table};
+use diffuse_core::eval::{FeatureNetwork, QualitySettings, markdown_table, sampler_quality_table};
 use diffuse_core::pipeline::DiffusionPipeline;
 use diffuse_core::sampler::GenerationConfig;
 use diffuse_core::train::Trainer;
@@ -116,13 +116,18 @@ impl QualityBench {
                 init_noise: None,
             },
         };
-        let cells =
-            sampler_quality_table(&pipeline, &classifier, &reference, &settings, &mut |c| {
+        let cells = sampler_quality_table(
+            &pipeline,
+            FeatureNetwork::Classifier(&classifier),
+            &reference,
+            &settings,
+            &mut |c| {
                 eprintln!(
                     "{} NFE {}: FD {:.3}, class accuracy {:?}",
                     c.sampler, c.nfe, c.metrics.fd, c.metrics.class_accuracy
                 )
-            })?;
+            },
+        )?;
         let table = markdown_table(&cells, &self.samplers, &self.nfe);
         println!("{table}");
         std::fs::create_dir_all(&self.out)

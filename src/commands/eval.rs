@@ -3,20 +3,22 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
 use clap::Args;
 use diffuse_core::classifier::NoiseAwareClassifier;
 use diffuse_core::classifier::builtin::{builtin_classifier, builtin_datasets};
 use diffuse_core::data::toy::known_mixture;
 use diffuse_core::data::{DataKind, Dataset, DatasetSource};
 use diffuse_core::eval::{
-    FeatureSet, ImageReference, evaluate_images, evaluate_vectors, quantize_to_8bit,
+    FeatureNetwork, FeatureSet, ImageReference, InceptionV3, evaluate_images, evaluate_vectors,
+    quantize_to_8bit,
 };
 use diffuse_core::io::read_safetensors;
 use diffuse_core::pipeline::DiffusionPipeline;
 use serde_json::{Value, json};
 
 use super::sampling::{SamplingArgs, class_labels_for};
-use super::{extend, print_table};
+use super::{extend, print_table, progress_bar, report_to};
 use crate::args::DataArgs;
 
 /// Keeps the reference draw of a toy set apart from the training draw of the same seed.
@@ -53,11 +55,16 @@ pub struct EvalCommand {
     dataset: String,
     #[command(flatten)]
     data: DataArgs,
-    /// The classifier whose penultimate features FD, KID and precision/recall use, a folder from
-    /// `diffuse train-classifier` on --dataset [default: the built-in one for mnist and
-    /// fashion-mnist].
+    /// The classifier whose penultimate features FD, KID and precision/recall use (with
+    /// --inception: that judges class accuracy), a folder from `diffuse train-classifier` on
+    /// --dataset [default: the built-in one for mnist and fashion-mnist].
     #[arg(long, value_name = "DIR")]
     feature_classifier: Option<PathBuf>,
+    /// Compare images in Inception-v3's pool3 features instead, FID's own space: pytorch-fid's
+    /// weights converted by tools/reference/convert_inception.py. Images are resized to 299×299,
+    /// which is slow on a CPU.
+    #[arg(long, value_name = "FILE.safetensors")]
+    inception: Option<PathBuf>,
     /// Number of samples to draw from --pipeline.
     #[arg(long, default_value_t = 1000)]
     n: usize,
@@ -169,28 +176,68 @@ impl EvalCommand {
             );
         }
         let device = self.sampling.device.build()?;
-        let classifier = match &self.feature_classifier {
-            Some(dir) => NoiseAwareClassifier::load(dir, &device)
-                .with_context(|| format!("loading classifier {}", dir.display()))?,
-            None => builtin_classifier(&self.dataset, &device)?.with_context(|| {
+        let classifier = self.classifier(&device)?;
+        let inception = self
+            .inception
+            .as_deref()
+            .map(|path| InceptionV3::load(path, &device))
+            .transpose()
+            .context("loading the Inception weights")?;
+        let network = match &inception {
+            Some(network) => {
+                if drawn.labels.is_some() && classifier.is_none() {
+                    eprintln!(
+                        "no classifier for `{}`: class accuracy is not reported",
+                        self.dataset
+                    );
+                }
+                FeatureNetwork::Inception {
+                    network,
+                    classifier: classifier.as_ref(),
+                }
+            }
+            None => FeatureNetwork::Classifier(classifier.as_ref().with_context(|| {
                 format!(
                     "no built-in classifier for `{}` (there are for {}): train one with \
-                     `diffuse train-classifier --dataset {0}` and pass --feature-classifier DIR",
+                     `diffuse train-classifier --dataset {0}` and pass --feature-classifier DIR, \
+                     or pass --inception FILE",
                     self.dataset,
                     builtin_datasets().join(", ")
                 )
-            })?,
+            })?),
         };
-        classifier.config().ensure_trained_on(&self.dataset)?;
-        let samples = quantize_to_8bit(&drawn.values);
+        let bar = progress_bar("reference", "images");
+        let reference = ImageReference::new(network, reference, &mut report_to(&bar))?;
+        bar.set_message("samples");
         let metrics = evaluate_images(
-            &classifier,
-            &samples,
+            network,
+            &quantize_to_8bit(&drawn.values),
             drawn.labels.as_deref(),
-            &ImageReference::new(&classifier, reference)?,
+            &reference,
             self.sampling.seed,
+            &mut report_to(&bar),
         )?;
-        Ok(serde_json::to_value(metrics)?)
+        bar.finish_and_clear();
+        let mut report = json!({
+            "features": if inception.is_some() { "inception-v3 pool3" } else { "classifier" },
+        });
+        extend(&mut report, serde_json::to_value(metrics)?);
+        Ok(report)
+    }
+
+    /// --feature-classifier, or else the built-in classifier of --dataset if there is one.
+    fn classifier(&self, device: &Device) -> Result<Option<NoiseAwareClassifier>> {
+        let classifier = match &self.feature_classifier {
+            Some(dir) => Some(
+                NoiseAwareClassifier::load(dir, device)
+                    .with_context(|| format!("loading classifier {}", dir.display()))?,
+            ),
+            None => builtin_classifier(&self.dataset, device)?,
+        };
+        if let Some(classifier) = &classifier {
+            classifier.config().ensure_trained_on(&self.dataset)?;
+        }
+        Ok(classifier)
     }
 
     fn vector_metrics(&self, drawn: &Drawn, reference: &Dataset) -> Result<Value> {

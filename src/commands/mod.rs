@@ -11,13 +11,13 @@ pub mod train_classifier;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
-/// A progress bar for `total` sampler steps (hidden when stderr is not a terminal).
-pub fn step_progress(label: &str) -> ProgressBar {
+/// A progress bar counting `unit`s (sampler steps, images; hidden when stderr is not a terminal).
+pub fn progress_bar(label: &str, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{msg:>10} [{bar:40}] {pos}/{len} steps, {per_sec}, eta {eta}",
-        )
+        ProgressStyle::with_template(&format!(
+            "{{msg:>10}} [{{bar:40}}] {{pos}}/{{len}} {unit}, {{per_sec}}, eta {{eta}}"
+        ))
         .expect("progress template is valid")
         .progress_chars("=> "),
     );

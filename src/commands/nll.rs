@@ -14,7 +14,7 @@ use diffuse_core::pipeline::DiffusionPipeline;
 use diffuse_core::sampler::sde::Sde;
 use serde_json::{Value, json};
 
-use super::{extend, print_table, report_to, step_progress};
+use super::{extend, print_table, progress_bar, report_to};
 use crate::args::{DataArgs, DeviceArgs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -164,7 +164,7 @@ impl NllCommand {
             seed: self.seed,
             device,
         };
-        let bar = step_progress("VLB terms");
+        let bar = progress_bar("VLB terms", "steps");
         let report = variational_bound(
             &pipeline.denoiser()?,
             &scheduler.schedule()?,
@@ -194,7 +194,7 @@ impl NllCommand {
             seed: self.seed,
             device,
         };
-        let bar = step_progress("ODE NLL");
+        let bar = progress_bar("ODE NLL", "samples");
         let report = ode_negative_log_likelihood(
             &pipeline.denoiser()?,
             &pipeline.scheduler.schedule()?,

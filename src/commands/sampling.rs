@@ -18,7 +18,7 @@ use diffuse_core::sampler::{
 };
 use diffuse_core::schedule::NoiseSchedule;
 
-use super::{report_to, step_progress};
+use super::{progress_bar, report_to};
 use crate::args::DeviceArgs;
 
 #[derive(Args, Debug)]
@@ -323,7 +323,7 @@ impl SamplingArgs {
                 return Ok(generate_sde(denoiser, schedule, settings, shape, config)?);
             }
         };
-        let bar = step_progress("sampling");
+        let bar = progress_bar("sampling", "steps");
         let samples = if self.parallel {
             let settings = ParallelSettings {
                 window: self.window,

@@ -8,7 +8,7 @@ use diffuse_core::classifier::builtin::builtin_classifier;
 use diffuse_core::data::idx::{self, IdxDataset};
 use diffuse_core::data::{Dataset, Split};
 use diffuse_core::eval::{
-    FeatureSet, GaussianStats, ImageReference, evaluate_images, frechet_distance,
+    FeatureNetwork, FeatureSet, GaussianStats, ImageReference, evaluate_images, frechet_distance,
     kernel_inception_distance, precision_recall,
 };
 use serde_json::Value;
@@ -70,18 +70,28 @@ fn the_test_set_is_at_distance_zero_from_itself_and_close_to_the_train_set() {
     let classifier = builtin_classifier("fashion-mnist", &device)
         .unwrap()
         .expect("a built-in Fashion-MNIST classifier");
+    let network = FeatureNetwork::Classifier(&classifier);
     let test = fashion_mnist(Split::Test, 2000);
     let train = fashion_mnist(Split::Train, 2000);
     let labels = test.labels.clone().unwrap();
-    let reference = ImageReference::new(&classifier, &test).unwrap();
-    let itself = evaluate_images(&classifier, &test.values, Some(&labels), &reference, 0).unwrap();
+    let reference = ImageReference::new(network, &test, &mut |_, _| {}).unwrap();
+    let itself = evaluate_images(
+        network,
+        &test.values,
+        Some(&labels),
+        &reference,
+        0,
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert!(itself.fd.abs() < 1e-6, "FD(test, test) = {}", itself.fd);
     assert_eq!((itself.precision, itself.recall), (1.0, 1.0));
     // The class accuracy of real images under their true labels is the classifier's accuracy.
     let accuracy = itself.class_accuracy.unwrap();
     assert!(accuracy > 0.88, "accuracy on 2000 test images {accuracy}");
 
-    let train_vs_test = evaluate_images(&classifier, &train.values, None, &reference, 0).unwrap();
+    let train_vs_test =
+        evaluate_images(network, &train.values, None, &reference, 0, &mut |_, _| {}).unwrap();
     // Images that are data but not Fashion-MNIST: every test image mirrored left to right and
     // flipped upside down.
     let [_, h, w] = test.sample_shape;
@@ -90,7 +100,8 @@ fn the_test_set_is_at_distance_zero_from_itself_and_close_to_the_train_set() {
         .chunks(h * w)
         .flat_map(|image| image.iter().rev().copied().collect::<Vec<_>>())
         .collect();
-    let flipped_vs_test = evaluate_images(&classifier, &flipped, None, &reference, 0).unwrap();
+    let flipped_vs_test =
+        evaluate_images(network, &flipped, None, &reference, 0, &mut |_, _| {}).unwrap();
     eprintln!("itself {itself:?}\ntrain/test {train_vs_test:?}\nflipped/test {flipped_vs_test:?}");
     assert!(
         train_vs_test.fd < 0.05 * flipped_vs_test.fd,
@@ -120,12 +131,20 @@ fn bad_sample_sets_are_errors() {
     let classifier = builtin_classifier("fashion-mnist", &device)
         .unwrap()
         .unwrap();
+    let network = FeatureNetwork::Classifier(&classifier);
     let test = fashion_mnist(Split::Test, 50);
-    let reference = ImageReference::new(&classifier, &test).unwrap();
-    let empty = evaluate_images(&classifier, &[], None, &reference, 0).unwrap_err();
+    let reference = ImageReference::new(network, &test, &mut |_, _| {}).unwrap();
+    let empty = evaluate_images(network, &[], None, &reference, 0, &mut |_, _| {}).unwrap_err();
     assert!(empty.to_string().contains("no samples"), "{empty}");
-    let ragged =
-        evaluate_images(&classifier, &test.values[..100], None, &reference, 0).unwrap_err();
+    let ragged = evaluate_images(
+        network,
+        &test.values[..100],
+        None,
+        &reference,
+        0,
+        &mut |_, _| {},
+    )
+    .unwrap_err();
     assert!(ragged.to_string().contains("no whole"), "{ragged}");
     let few = FeatureSet::new(vec![1.0; 3], 1).unwrap();
     assert!(precision_recall(&few, &few).is_err());

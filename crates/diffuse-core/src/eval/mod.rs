@@ -1,15 +1,16 @@
 //! Evaluation: how close generated samples are to data, by the numbers the papers report.
 //!
 //! Images are compared in the penultimate feature space of a [`crate::classifier`] network at
-//! t = 0: the Fréchet distance ([`frechet`], FID's formula), KID ([`kid`]), improved precision
-//! and recall ([`precision_recall`]), and the accuracy of class-conditional samples under the
-//! classifier. Vectors are compared directly: the sliced Wasserstein distance
+//! t = 0, or in Inception-v3's pool3 space ([`inception`], FID's own) when its weights are given:
+//! the Fréchet distance ([`frechet`], FID's formula), KID ([`kid`]), improved precision and recall
+//! ([`precision_recall`]), and the accuracy of class-conditional samples under the classifier. Vectors are compared directly: the sliced Wasserstein distance
 //! ([`sliced_wasserstein`]) and, when the data's mixture is known, its exact log-likelihood.
 //! A model's own likelihood of test data is bounded by the variational bound ([`vlb`]) or
 //! computed through its probability-flow ODE ([`ode_likelihood`]).
 
 pub mod features;
 pub mod frechet;
+pub mod inception;
 pub mod kid;
 pub mod ode_likelihood;
 pub mod precision_recall;
@@ -18,8 +19,9 @@ pub mod report;
 pub mod sliced_wasserstein;
 pub mod vlb;
 
-pub use features::{ClassifiedImages, classify_images, quantize_to_8bit};
+pub use features::{ClassifiedImages, FeatureNetwork, classify_images, quantize_to_8bit};
 pub use frechet::{GaussianStats, frechet_distance};
+pub use inception::InceptionV3;
 pub use kid::{Kid, kernel_inception_distance};
 pub use ode_likelihood::{
     OdeLikelihoodSettings, OdeNllReport, OdeSolve, TraceEstimator, ode_log_likelihood,

@@ -5,9 +5,8 @@
 
 use serde::Serialize;
 
-use super::features::quantize_to_8bit;
+use super::features::{FeatureNetwork, quantize_to_8bit};
 use super::report::{ImageMetrics, ImageReference, evaluate_images};
-use crate::classifier::NoiseAwareClassifier;
 use crate::data::Dataset;
 use crate::error::{DiffuseError, Result};
 use crate::pipeline::{DiffusionPipeline, SamplerOverrides};
@@ -43,10 +42,11 @@ fn steps_for(sampler: &str, nfe: usize) -> usize {
     }
 }
 
-/// Fills the table cell by cell, reporting each to `on_cell` as it is done.
+/// Fills the table cell by cell, with metrics in `network`'s feature space, reporting each cell to
+/// `on_cell` as it is done.
 pub fn sampler_quality_table(
     pipeline: &DiffusionPipeline,
-    classifier: &NoiseAwareClassifier,
+    network: FeatureNetwork,
     reference: &Dataset,
     settings: &QualitySettings,
     on_cell: &mut dyn FnMut(&QualityCell),
@@ -56,7 +56,7 @@ pub fn sampler_quality_table(
     })?;
     let schedule = pipeline.scheduler.schedule()?;
     let denoiser = pipeline.denoiser()?;
-    let reference = ImageReference::new(classifier, reference)?;
+    let reference = ImageReference::new(network, reference, &mut |_, _| {})?;
     let mut generation = settings.generation.clone();
     generation.class_labels = pipeline.network.balanced_class_labels(generation.count);
     let mut cells = Vec::new();
@@ -88,11 +88,12 @@ pub fn sampler_quality_table(
                 &mut |_, _| {},
             )?;
             let metrics = evaluate_images(
-                classifier,
+                network,
                 &quantize_to_8bit(&samples),
                 generation.class_labels.as_deref(),
                 &reference,
                 generation.seed,
+                &mut |_, _| {},
             )?;
             let cell = QualityCell {
                 sampler: name.clone(),

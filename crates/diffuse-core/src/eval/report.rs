@@ -3,23 +3,22 @@
 use serde::Serialize;
 
 use super::FeatureSet;
-use super::features::classify_images;
+use super::features::FeatureNetwork;
 use super::frechet::{GaussianStats, frechet_distance};
 use super::kid::kernel_inception_distance;
 use super::precision_recall::{KnnManifold, precision_recall_against};
 use super::sliced_wasserstein::sliced_wasserstein;
-use crate::classifier::NoiseAwareClassifier;
 use crate::classifier::train::fraction_correct;
 use crate::data::Dataset;
 use crate::error::{DiffuseError, Result};
 use crate::gmm::GaussianMixture;
 
-/// Image samples against a reference set, in the classifier's feature space.
+/// Image samples against a reference set, in a feature network's space.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ImageMetrics {
     pub samples: usize,
     pub reference_samples: usize,
-    /// Fréchet distance of the penultimate features.
+    /// Fréchet distance of the features (FID's formula; FID itself under Inception-v3).
     pub fd: f64,
     pub kid: f64,
     pub kid_std: f64,
@@ -31,7 +30,7 @@ pub struct ImageMetrics {
 }
 
 /// The reference side of an image comparison (e.g. the test split), computed once and reused
-/// for every sample set: its classifier features, their Gaussian and their k-NN manifold.
+/// for every sample set: its features, their Gaussian and their k-NN manifold.
 #[derive(Debug, Clone)]
 pub struct ImageReference {
     sample_shape: [usize; 3],
@@ -41,11 +40,17 @@ pub struct ImageReference {
 }
 
 impl ImageReference {
-    pub fn new(classifier: &NoiseAwareClassifier, data: &Dataset) -> Result<Self> {
+    /// The reference `data` in `network`'s feature space, reporting (images done, N) to
+    /// `on_images`.
+    pub fn new(
+        network: FeatureNetwork,
+        data: &Dataset,
+        on_images: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
         if data.is_empty() {
             return Err(DiffuseError::config("the reference set is empty"));
         }
-        let features = classify_images(classifier, &data.values, data.sample_shape)?.features;
+        let (features, _) = network.describe(&data.values, data.sample_shape, false, on_images)?;
         Ok(Self {
             sample_shape: data.sample_shape,
             stats: GaussianStats::fit(&features)?,
@@ -64,35 +69,38 @@ impl ImageReference {
 }
 
 /// Compares images `samples` (values in [−1, 1], of the reference's shape; `labels`: the class
-/// each was drawn for) with `reference` under `classifier` (the one the reference was built
-/// with). `seed` draws KID's subsets.
+/// each was drawn for) with `reference` in the space of `network` (the one the reference was
+/// built with), reporting (images done, N) to `on_images`. The class accuracy needs labels and a
+/// classifier. `seed` draws KID's subsets.
 pub fn evaluate_images(
-    classifier: &NoiseAwareClassifier,
+    network: FeatureNetwork,
     samples: &[f32],
     labels: Option<&[usize]>,
     reference: &ImageReference,
     seed: u64,
+    on_images: &mut dyn FnMut(usize, usize),
 ) -> Result<ImageMetrics> {
     if samples.is_empty() {
         return Err(DiffuseError::config("there are no samples to evaluate"));
     }
-    let generated = classify_images(classifier, samples, reference.sample_shape)?;
-    let class_accuracy = match labels {
-        Some(labels) if labels.len() != generated.predicted.len() => {
+    let (features, predicted) =
+        network.describe(samples, reference.sample_shape, labels.is_some(), on_images)?;
+    let class_accuracy = match (labels, predicted) {
+        (Some(labels), _) if labels.len() != features.len() => {
             return Err(DiffuseError::config(format!(
                 "{} class labels for {} samples",
                 labels.len(),
-                generated.predicted.len()
+                features.len()
             )));
         }
-        Some(labels) => Some(fraction_correct(&generated.predicted, labels)),
-        None => None,
+        (Some(labels), Some(predicted)) => Some(fraction_correct(&predicted, labels)),
+        _ => None,
     };
-    let fd = frechet_distance(&GaussianStats::fit(&generated.features)?, &reference.stats)?;
-    let kid = kernel_inception_distance(&generated.features, &reference.features, seed)?;
-    let pr = precision_recall_against(&reference.manifold, &generated.features)?;
+    let fd = frechet_distance(&GaussianStats::fit(&features)?, &reference.stats)?;
+    let kid = kernel_inception_distance(&features, &reference.features, seed)?;
+    let pr = precision_recall_against(&reference.manifold, &features)?;
     Ok(ImageMetrics {
-        samples: generated.predicted.len(),
+        samples: features.len(),
         reference_samples: reference.len(),
         fd,
         kid: kid.mean,

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::store::{
-    BurnToPyTorchAdapter, ChainAdapter, FloatCastAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
-    SafetensorsStore,
+    BurnToPyTorchAdapter, ChainAdapter, FloatCastAdapter, KeyRemapper, ModuleAdapter,
+    ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
 };
 use burn::tensor::DType;
 use safetensors::Dtype;
@@ -18,7 +18,8 @@ use crate::io::write_atomically;
 pub struct KeyRenames {
     /// (pattern in the file, replacement in the module), applied when loading.
     pub load: &'static [(&'static str, &'static str)],
-    /// (pattern in the module, replacement in the file), applied when saving.
+    /// (pattern in the module, replacement in the file), applied when saving and to name the
+    /// file's tensors in loading errors.
     pub save: &'static [(&'static str, &'static str)],
 }
 
@@ -33,7 +34,7 @@ impl KeyRenames {
 /// Loads every tensor of the safetensors file at `path` into `module`. diffusers' names map one to
 /// one onto our field paths; Linear weights are transposed, GroupNorm weight/bias become γ/β, and
 /// half-precision weights are widened to f32. Any missing, unexpected or mis-shaped tensor is an
-/// error that names it.
+/// error that names it (missing and unexpected ones as the file does).
 pub fn load_diffusers_weights<M: Module + ModuleSnapshot>(
     module: &mut M,
     path: &Path,
@@ -87,18 +88,50 @@ pub fn load_diffusers_weights_from_bytes<M: Module + ModuleSnapshot>(
         .load_from(&mut store)
         .map_err(|e| DiffuseError::bad_file(path, e.to_string()))?;
     let mut problems = Vec::new();
+    let file_name = file_names(renames);
     if !result.missing.is_empty() {
-        let names: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
+        let names: Vec<String> = result
+            .missing
+            .iter()
+            .map(|(path, containers)| file_name(&pytorch_param_name(path, containers)))
+            .collect();
         problems.push(format!("missing tensors: {}", names.join(", ")));
     }
     if !result.unused.is_empty() {
-        problems.push(format!("unexpected tensors: {}", result.unused.join(", ")));
+        let names: Vec<String> = result.unused.iter().map(|path| file_name(path)).collect();
+        problems.push(format!("unexpected tensors: {}", names.join(", ")));
     }
     problems.extend(result.errors.iter().map(|e| format!("{e:?}")));
     if problems.is_empty() {
         Ok(())
     } else {
         Err(DiffuseError::bad_file(path, problems.join("; ")))
+    }
+}
+
+/// A module path as the file names it, by `renames.save`, so that errors name the file's tensors.
+fn file_names(renames: &KeyRenames) -> impl Fn(&str) -> String {
+    let patterns = KeyRemapper::from_patterns(renames.save.to_vec())
+        .expect("rename patterns are valid regexes")
+        .to_regex_pairs();
+    move |path| {
+        patterns
+            .iter()
+            .fold(path.to_string(), |name, (pattern, to)| {
+                pattern.replace_all(&name, to.as_str()).into_owned()
+            })
+    }
+}
+
+/// PyTorch's name for the module tensor at `path` inside `containers` (the module types down to
+/// it, dot-separated): `weight`/`bias` for a norm layer's γ/β.
+fn pytorch_param_name(path: &str, containers: &str) -> String {
+    let (parent, param) = path.rsplit_once('.').unwrap_or(("", path));
+    let container = containers.rsplit('.').next().unwrap_or_default();
+    match PyTorchToBurnAdapter.get_alternative_param_name(param, container) {
+        Some(name) if parent.is_empty() => name,
+        Some(name) => format!("{parent}.{name}"),
+        None => path.to_string(),
     }
 }
 
