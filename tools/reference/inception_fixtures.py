@@ -102,6 +102,8 @@ def random_tensor(name, shape):
 
 
 def random_state_dict():
+    """A state_dict for `fid_inception_v3()` with every tensor from `random_tensor` (BatchNorm's
+    step counters as they are)."""
     template = fid_inception().state_dict()
     return {
         name: tensor.clone() if name.endswith("num_batches_tracked") else random_tensor(name, list(tensor.shape))
