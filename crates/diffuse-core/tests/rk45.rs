@@ -1,18 +1,12 @@
 //! The adaptive RK45 against scipy's `solve_ivp(method="RK45")` (tools/reference/
 //! rk45_fixtures.py): the same steps, so the same number of evaluations and the same end state.
 
+mod common;
+
+use common::floats;
 use diffuse_core::Result;
 use diffuse_core::ode::{Tolerances, solve_rk45};
 use serde_json::Value;
-
-fn floats(value: &Value) -> Vec<f64> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect()
-}
 
 /// The fixture's right-hand sides.
 fn problem(name: &str) -> fn(f64, &[f64]) -> Result<Vec<f64>> {

@@ -1,21 +1,15 @@
 //! The variational bound's terms against improved DDPM's formulas (tools/reference/
 //! vlb_fixtures.py), and the whole bound of a Gaussian mixture under its exact denoiser.
 
+mod common;
+
 use burn::tensor::{DType, Device, Tensor};
+use common::floats;
 use diffuse_core::bound::{model_log_variance, prior_bits_per_dim, vlb_terms_bits};
 use diffuse_core::sampler::DdpmVariance;
 use diffuse_core::schedule::NoiseSchedule;
 use diffuse_core::tensor_ops::{from_host_f64, to_host_f64};
 use serde_json::Value;
-
-fn floats(value: &Value) -> Vec<f64> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect()
-}
 
 /// Every term for the three variances, and the prior, to 1e-9 relative: the same float64
 /// formulas as tensors of dtype f64, reordered.
