@@ -795,6 +795,22 @@ fn classifier_guidance_steers_samples_towards_the_class() {
     );
 }
 
+/// A 20-step tiny MLP pipeline on toy:8gaussians at `run`.
+fn train_tiny_toy_pipeline(run: &Path) {
+    let out = diffuse(&[
+        "train",
+        "--dataset",
+        "toy:8gaussians",
+        "--preset",
+        "tiny",
+        "--steps",
+        "20",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 fn eval_json(args: &[&str]) -> Value {
     let out = diffuse(&[&["eval", "--json"][..], args].concat());
     assert!(out.status.success(), "{}", stderr(&out));
@@ -915,18 +931,7 @@ fn eval_scores_real_images_as_data_and_refuses_bad_input() {
 fn eval_of_a_vector_pipeline_reports_sliced_wasserstein_and_likelihood() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let out = diffuse(&[
-        "train",
-        "--dataset",
-        "toy:8gaussians",
-        "--preset",
-        "tiny",
-        "--steps",
-        "20",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    train_tiny_toy_pipeline(&run);
     let args = [
         "--pipeline",
         run.to_str().unwrap(),
@@ -1067,18 +1072,7 @@ fn nll_by_the_probability_flow_ode_scores_images_and_vectors() {
     assert_clean_error(&full, "--method vlb");
 
     let run = dir.path().join("run");
-    let out = diffuse(&[
-        "train",
-        "--dataset",
-        "toy:8gaussians",
-        "--preset",
-        "tiny",
-        "--steps",
-        "20",
-        "--out",
-        run.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    train_tiny_toy_pipeline(&run);
     let vectors = [
         "nll",
         "--pipeline",
