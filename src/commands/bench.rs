@@ -15,7 +15,7 @@ use diffuse_core::classifier::builtin::builtin_classifier;
 use diffuse_core::data::{DatasetSource, LoadOptions, Split};
 use diffuse_core::eval::{FeatureNetwork, QualitySettings, markdown_table, sampler_quality_table};
 use diffuse_core::pipeline::DiffusionPipeline;
-use diffuse_core::sampler::GenerationConfig;
+use diffuse_core::sampler::{GenerationConfig, SamplerName};
 use diffuse_core::train::Trainer;
 
 use super::demo::demo_recipe;
@@ -58,7 +58,7 @@ struct QualityBench {
         value_delimiter = ',',
         default_value = "ddpm,ddim,dpmsolver++,unipc,euler,euler-ancestral,heun,pndm"
     )]
-    samplers: Vec<String>,
+    samplers: Vec<SamplerName>,
     /// Network evaluations per sample (columns).
     #[arg(long, value_delimiter = ',', default_value = "5,10,20,50,100")]
     nfe: Vec<usize>,

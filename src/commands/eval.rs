@@ -122,15 +122,15 @@ impl EvalCommand {
         let config = self
             .sampling
             .generation_config(self.n, labels.clone(), None)?;
-        let samples = self.sampling.sample_pipeline(&pipeline, &config)?;
+        let (samples, recipe) = self.sampling.sample_pipeline(&pipeline, &config)?;
         Ok(Drawn {
-            values: samples.values,
+            values: samples.drawn.samples,
             shape: samples.shape.to_vec(),
             labels,
             origin: json!({
                 "pipeline": dir.display().to_string(),
-                "sampler": samples.sampler,
-                "steps": samples.steps,
+                "sampler": recipe.sampler_label(),
+                "steps": recipe.steps(),
             }),
         })
     }

@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use diffuse_core::data::{DataKind, Dataset};
 use diffuse_core::eval::{
-    OdeLikelihoodSettings, TraceEstimator, VlbSettings, VlbTimesteps, ode_negative_log_likelihood,
-    variational_bound,
+    OdeLikelihoodSettings, ScoredData, TraceEstimator, VlbSettings, VlbTimesteps,
+    ode_negative_log_likelihood, variational_bound,
 };
 use diffuse_core::ode::Tolerances;
 use diffuse_core::pipeline::DiffusionPipeline;
@@ -195,13 +195,17 @@ impl NllCommand {
             device,
         };
         let bar = progress_bar("ODE NLL", "samples");
+        let values = host_values(data);
+        let scored = ScoredData {
+            values: &values,
+            shape,
+            class_labels: labels,
+            kind: data.kind,
+        };
         let report = ode_negative_log_likelihood(
             &pipeline.denoiser()?,
             &pipeline.scheduler.schedule()?,
-            &host_values(data),
-            shape,
-            labels,
-            data.kind,
+            &scored,
             self.batch_size,
             &settings,
             &mut report_to(&bar),

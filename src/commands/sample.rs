@@ -10,10 +10,11 @@ use diffuse_core::io::{HostTensor, read_safetensors, write_safetensors};
 use diffuse_core::pipeline::DiffusionPipeline;
 use diffuse_core::plot::image_grid_png;
 use diffuse_core::sampler::{
-    DdpmVariance, GenerationConfig, SamplerKind, SamplerSettings, SamplingPlan, X0Limit,
+    DdpmVariance, GenerationConfig, Model, SamplerKind, SamplerName, SamplerSettings, SamplingPlan,
+    X0Limit,
 };
 
-use super::sampling::{SamplingArgs, class_labels_for};
+use super::sampling::{SamplingArgs, class_labels_for, draw};
 use crate::args::ScheduleArgs;
 
 #[derive(Args, Debug)]
@@ -108,9 +109,9 @@ impl SampleCommand {
         let clip = self
             .clip_sample
             .then_some(X0Limit::Clip(self.clip_sample_range));
-        let method = self.sampling.method(|| {
+        let recipe = self.sampling.recipe(|| {
             let sampler = SamplerKind::configured(
-                self.sampling.sampler.as_deref().unwrap_or("ddim"),
+                self.sampling.sampler.unwrap_or(SamplerName::Ddim),
                 &SamplerSettings {
                     eta: self.sampling.eta,
                     x0_limit: self.sampling.dynamic_limit().or(clip).unwrap_or_default(),
@@ -134,13 +135,16 @@ impl SampleCommand {
         if self.sampling.classifier.is_some() {
             bail!("--classifier guides image pipelines; the mixture has no image classifier");
         }
-        let samples = self
-            .sampling
-            .draw(&denoiser, None, &schedule, &method, &[dim], &config)?;
+        let model = Model {
+            denoiser: &denoiser,
+            schedule: &schedule,
+            classifier: None,
+        };
+        let samples = draw(&recipe, &model, &[dim], &config)?;
         if self.out.is_some() {
             bail!("--out writes image grids; use --out-tensor for mixture samples");
         }
-        self.write(&samples, &[self.n, dim], method.steps())
+        self.write(&samples, &[self.n, dim], recipe.steps())
     }
 
     fn sample_pipeline(&self, dir: &Path) -> Result<()> {
@@ -152,15 +156,16 @@ impl SampleCommand {
             .sample_shape()
             .map_or(0, |s| s.iter().product());
         let config = self.config(numel)?;
-        let samples = self.sampling.sample_pipeline(&pipeline, &config)?;
+        let (samples, recipe) = self.sampling.sample_pipeline(&pipeline, &config)?;
         let [c, h, w] = samples.shape;
+        let values = &samples.drawn.samples;
         if let Some(png) = &self.out {
             let columns = (self.n as f64).sqrt().ceil() as usize;
-            image_grid_png(png, &samples.values, [self.n, c, h, w], columns)
+            image_grid_png(png, values, [self.n, c, h, w], columns)
                 .with_context(|| format!("writing {}", png.display()))?;
             eprintln!("wrote a grid of {} samples to {}", self.n, png.display());
         }
-        self.write(&samples.values, &[self.n, c, h, w], samples.steps)
+        self.write(values, &[self.n, c, h, w], recipe.steps())
     }
 
     fn write(&self, samples: &[f64], shape: &[usize], steps: usize) -> Result<()> {

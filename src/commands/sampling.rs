@@ -7,18 +7,16 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::DType;
 use clap::Args;
 use diffuse_core::classifier::NoiseAwareClassifier;
-use diffuse_core::denoiser::Denoiser;
-use diffuse_core::guidance::{
-    CfgSettings, ClassGradient, ClassifierFreeGuidance, ClassifierGuidance,
-};
+use diffuse_core::guidance::CfgSettings;
 use diffuse_core::pipeline::{DiffusionPipeline, SamplerOverrides};
-use diffuse_core::sampler::sde::{Sde, SdeSampler, SdeSettings, generate_sde};
+use diffuse_core::sampler::sde::{Sde, SdeSampler, SdeSettings};
 use diffuse_core::sampler::{
-    GenerationConfig, ParallelSettings, SamplingPlan, X0Limit, generate, generate_parallel,
+    Drawn, GenerationConfig, Method, Model, ParallelSettings, PipelineSamples, Progress, Recipe,
+    SamplerChoice, SamplerName, SamplingPlan, X0Limit,
 };
-use diffuse_core::schedule::NoiseSchedule;
+use indicatif::ProgressBar;
 
-use super::{progress_bar, report_to};
+use super::progress_bar;
 use crate::args::DeviceArgs;
 
 #[derive(Args, Debug)]
@@ -26,7 +24,7 @@ pub struct SamplingArgs {
     /// Sampler: ddpm, ddim, dpmsolver++, dpmsolver++-sde, unipc, euler, euler-ancestral, heun or
     /// pndm. Default: ddim for --gmm, the folder's scheduler class for --pipeline.
     #[arg(long, visible_alias = "scheduler")]
-    pub sampler: Option<String>,
+    pub sampler: Option<SamplerName>,
     /// Karras et al.'s σ spacing (dpmsolver++, unipc, euler, heun).
     #[arg(long)]
     pub karras_sigmas: bool,
@@ -124,34 +122,6 @@ pub fn class_labels_for(labels: Option<&[usize]>, count: usize) -> Result<Option
     }
 }
 
-/// How samples are drawn: along a discrete sampling plan, or by integrating an SDE in
-/// continuous time (--sde).
-pub enum Method {
-    Plan(SamplingPlan),
-    Sde(SdeSettings),
-}
-
-impl Method {
-    /// Model evaluations along the plan, or SDE steps.
-    pub fn steps(&self) -> usize {
-        match self {
-            Self::Plan(plan) => plan.timesteps.len(),
-            Self::Sde(settings) => settings.steps,
-        }
-    }
-}
-
-/// Samples drawn from a pipeline folder.
-pub struct PipelineSamples {
-    /// N × C·H·W values.
-    pub values: Vec<f64>,
-    /// [C, H, W] of one sample.
-    pub shape: [usize; 3],
-    pub steps: usize,
-    /// The sampler that drew them.
-    pub sampler: String,
-}
-
 impl SamplingArgs {
     /// What to generate: `count` samples (optionally of `class_labels`, from `init_noise`).
     pub fn generation_config(
@@ -171,78 +141,70 @@ impl SamplingArgs {
         })
     }
 
-    /// Draws `config.count` samples from `pipeline` (loaded from `dir`) with the folder's
-    /// scheduler, or the one these flags name.
+    /// The sampler these flags pick over a pipeline's scheduler config.
+    pub fn sampler_choice(&self) -> SamplerChoice {
+        SamplerChoice {
+            name: self.sampler,
+            overrides: SamplerOverrides {
+                eta: self.eta,
+                karras_sigmas: self.karras_sigmas.then_some(true),
+                solver_order: self.solver_order,
+                x0_limit: self.dynamic_limit(),
+            },
+            steps: self.steps,
+            spacing: self.timestep_spacing,
+            steps_offset: self.steps_offset,
+        }
+    }
+
+    /// The recipe these flags describe: --sde's continuous-time sampler when asked for,
+    /// otherwise the plan `make_plan` builds (run by ParaDiGMS with --parallel), with the
+    /// guidance flags.
+    pub fn recipe(&self, make_plan: impl FnOnce() -> Result<SamplingPlan>) -> Result<Recipe> {
+        let method = match self.sde_settings()? {
+            Some(settings) => Method::Sde(settings),
+            None => Method::Plan {
+                plan: make_plan()?,
+                parallel: self.parallel.then_some(ParallelSettings {
+                    window: self.window,
+                    tolerance: self.tol,
+                }),
+            },
+        };
+        Ok(Recipe {
+            method,
+            cfg: self.guidance_scale.map(|scale| CfgSettings {
+                scale,
+                rescale: self.guidance_rescale,
+                interval: self.guidance_interval.as_ref().map(|v| (v[0], v[1])),
+            }),
+            classifier_scale: self.classifier_scale,
+        })
+    }
+
+    /// Draws `config.count` samples from `pipeline` with the folder's scheduler, or the one these
+    /// flags name, guided by --classifier when given.
     pub fn sample_pipeline(
         &self,
         pipeline: &DiffusionPipeline,
         config: &GenerationConfig,
-    ) -> Result<PipelineSamples> {
-        let scheduler = &pipeline.scheduler;
-        let schedule = scheduler.schedule()?;
-        let method = self.method(|| {
-            let sampler = scheduler.sampler(
-                self.sampler.as_deref(),
-                &SamplerOverrides {
-                    eta: self.eta,
-                    karras_sigmas: self.karras_sigmas.then_some(true),
-                    solver_order: self.solver_order,
-                    x0_limit: self.dynamic_limit(),
-                },
-            )?;
-            let spacing = match self.timestep_spacing {
-                Some(spacing) => spacing,
-                None => scheduler.spacing()?,
-            };
-            let offset = self.steps_offset.unwrap_or(scheduler.steps_offset);
-            Ok(SamplingPlan::new(
-                sampler, &schedule, self.steps, spacing, offset,
-            )?)
-        })?;
-        let shape = pipeline
-            .network
-            .sample_shape()
-            .context("the network config has no sample_size, so the image size is unknown")?;
-        let denoiser = pipeline.denoiser()?;
+    ) -> Result<(PipelineSamples, Recipe)> {
+        let recipe = self.recipe(|| Ok(self.sampler_choice().plan(&pipeline.scheduler)?))?;
         let classifier = match &self.classifier {
-            Some(dir) => {
-                let classifier = NoiseAwareClassifier::load(dir, &config.device)
-                    .with_context(|| format!("loading classifier {}", dir.display()))?;
-                classifier
-                    .config()
-                    .ensure_guides(shape, &schedule)
-                    .with_context(|| format!("classifier {}", dir.display()))?;
-                Some(classifier)
-            }
+            Some(dir) => Some(
+                NoiseAwareClassifier::load(dir, &config.device)
+                    .with_context(|| format!("loading classifier {}", dir.display()))?,
+            ),
             None => None,
         };
-        let values = self.draw(
-            &denoiser,
-            classifier.as_ref().map(|c| c as &dyn ClassGradient<4>),
-            &schedule,
-            &method,
-            &shape,
-            config,
-        )?;
-        Ok(PipelineSamples {
-            values,
-            shape,
-            steps: method.steps(),
-            sampler: match &method {
-                Method::Plan(plan) => plan.sampler.name().to_string(),
-                Method::Sde(settings) => {
-                    format!("{}-{}", settings.sde.name(), settings.sampler.name())
-                }
-            },
-        })
-    }
-
-    /// --sde's continuous-time sampler when asked for, otherwise the plan `make_plan` builds.
-    pub fn method(&self, make_plan: impl FnOnce() -> Result<SamplingPlan>) -> Result<Method> {
-        Ok(match self.sde_settings()? {
-            Some(settings) => Method::Sde(settings),
-            None => Method::Plan(make_plan()?),
-        })
+        let mut bar = SamplingBar::new();
+        let samples = recipe.draw_pipeline(pipeline, classifier.as_ref(), config, &mut bar);
+        let samples = match &self.classifier {
+            Some(dir) => samples.with_context(|| format!("classifier {}", dir.display()))?,
+            None => samples?,
+        };
+        bar.finish(&samples.drawn);
+        Ok((samples, recipe))
     }
 
     /// The continuous-time sampler of --sde, when asked for.
@@ -272,78 +234,20 @@ impl SamplingArgs {
             max_value: self.sample_max_value,
         })
     }
+}
 
-    /// Generates with the chosen guidance, by `method`: along a plan sequentially or by parallel
-    /// (Picard) sampling, or by integrating an SDE.
-    pub fn draw<const D: usize>(
-        &self,
-        denoiser: &dyn Denoiser<D>,
-        classifier: Option<&dyn ClassGradient<D>>,
-        schedule: &NoiseSchedule,
-        method: &Method,
-        shape: &[usize],
-        config: &GenerationConfig,
-    ) -> Result<Vec<f64>> {
-        let guided;
-        let denoiser: &dyn Denoiser<D> = match self.guidance_scale {
-            Some(scale) => {
-                if config.class_labels.is_none() {
-                    bail!("--guidance-scale needs --class-labels (the classes to guide towards)");
-                }
-                let settings = CfgSettings {
-                    scale,
-                    rescale: self.guidance_rescale,
-                    interval: self.guidance_interval.as_ref().map(|v| (v[0], v[1])),
-                };
-                guided = ClassifierFreeGuidance::new(
-                    denoiser,
-                    schedule,
-                    denoiser.null_class(),
-                    settings,
-                )?;
-                &guided
-            }
-            None => denoiser,
-        };
-        let classifier_guided;
-        let denoiser: &dyn Denoiser<D> = match classifier {
-            Some(classifier) => {
-                if config.class_labels.is_none() {
-                    bail!("--classifier needs --class-labels (the classes to guide towards)");
-                }
-                classifier_guided =
-                    ClassifierGuidance::new(denoiser, classifier, schedule, self.classifier_scale)?;
-                &classifier_guided
-            }
-            None => denoiser,
-        };
-        let plan = match method {
-            Method::Plan(plan) => plan,
-            Method::Sde(settings) => {
-                return Ok(generate_sde(denoiser, schedule, settings, shape, config)?);
-            }
-        };
-        let bar = progress_bar("sampling", "steps");
-        let samples = if self.parallel {
-            let settings = ParallelSettings {
-                window: self.window,
-                tolerance: self.tol,
-            };
-            let mut on_round = |round: usize, converged: usize| {
-                bar.set_length(plan.evaluations() as u64);
-                bar.set_position(converged as u64);
-                bar.set_message(format!("round {round}"));
-            };
-            let (samples, report) = generate_parallel(
-                denoiser,
-                schedule,
-                plan,
-                shape,
-                config,
-                &settings,
-                &mut on_round,
-            )?;
-            bar.finish_and_clear();
+/// The progress bar of a draw, and its closing report.
+pub struct SamplingBar(ProgressBar);
+
+impl SamplingBar {
+    pub fn new() -> Self {
+        Self(progress_bar("sampling", "steps"))
+    }
+
+    /// Clears the bar; says what parallel sampling saved.
+    pub fn finish(&self, drawn: &Drawn) {
+        self.0.finish_and_clear();
+        if let Some(report) = &drawn.parallel {
             eprintln!(
                 "parallel sampling: {} sequential rounds instead of {} ({} model evaluations per \
                  sample instead of {})",
@@ -352,19 +256,32 @@ impl SamplingArgs {
                 report.evaluations,
                 report.sequential_evaluations
             );
-            samples
-        } else {
-            let samples = generate(
-                denoiser,
-                schedule,
-                plan,
-                shape,
-                config,
-                &mut report_to(&bar),
-            )?;
-            bar.finish_and_clear();
-            samples
-        };
-        Ok(samples)
+        }
     }
+}
+
+impl Progress for SamplingBar {
+    fn evaluations(&mut self, done: usize, total: usize) {
+        self.0.set_length(total as u64);
+        self.0.set_position(done as u64);
+    }
+
+    fn rounds(&mut self, rounds: usize, converged: usize, total: usize) {
+        self.0.set_length(total as u64);
+        self.0.set_position(converged as u64);
+        self.0.set_message(format!("round {rounds}"));
+    }
+}
+
+/// Draws with `recipe` from `model` under a progress bar.
+pub fn draw<const D: usize>(
+    recipe: &Recipe,
+    model: &Model<'_, D>,
+    item_shape: &[usize],
+    config: &GenerationConfig,
+) -> Result<Vec<f64>> {
+    let mut bar = SamplingBar::new();
+    let drawn = recipe.draw(model, item_shape, config, &mut bar)?;
+    bar.finish(&drawn);
+    Ok(drawn.samples)
 }

@@ -18,8 +18,8 @@ use crate::nn::mlp::MlpDenoiser;
 use crate::nn::unet::{UNet2DConfig, UNet2DModel};
 use crate::nn::weights::{KeyRenames, load_diffusers_weights, save_diffusers_weights};
 use crate::sampler::{
-    DdpmVariance, FinalSigma, SamplerKind, SamplerSettings, SecondOrderRule, SigmaSpacing,
-    UniPcVariant, X0Limit, split_variance_output,
+    DdpmVariance, FinalSigma, SamplerKind, SamplerName, SamplerSettings, SecondOrderRule,
+    SigmaSpacing, UniPcVariant, X0Limit, split_variance_output,
 };
 use crate::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing, rescale_zero_terminal_snr};
 
@@ -27,19 +27,7 @@ const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
 /// model_index.json `_class_name` of a pipeline around the vector MLP, which diffusers lacks.
 const MLP_PIPELINE: &str = "DiffuseMlpPipeline";
 
-/// The diffusers scheduler classes `diffuse` reads, and the sampler each one is.
-const SCHEDULER_CLASSES: [(&str, &str); 8] = [
-    ("DDPMScheduler", "ddpm"),
-    ("DDIMScheduler", "ddim"),
-    ("DPMSolverMultistepScheduler", "dpmsolver++"),
-    ("UniPCMultistepScheduler", "unipc"),
-    ("EulerDiscreteScheduler", "euler"),
-    ("EulerAncestralDiscreteScheduler", "euler-ancestral"),
-    ("HeunDiscreteScheduler", "heun"),
-    ("PNDMScheduler", "pndm"),
-];
-
-/// The fields of diffusers' scheduler configs (the classes in `SCHEDULER_CLASSES`) that
+/// The fields of diffusers' scheduler configs (the classes of [`SamplerName::scheduler_class`]) that
 /// `diffuse` honours. Class-specific fields are optional; options `diffuse` does not implement
 /// are accepted only at their neutral value, anything else is rejected by name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,20 +216,15 @@ impl SchedulerConfig {
         Ok(config)
     }
 
-    /// The sampler name of this config's class.
-    pub fn native_sampler(&self) -> Result<&'static str> {
-        SCHEDULER_CLASSES
-            .iter()
-            .find(|(class, _)| *class == self.class_name)
-            .map(|(_, sampler)| *sampler)
-            .ok_or_else(|| {
-                let supported: Vec<&str> = SCHEDULER_CLASSES.iter().map(|(c, _)| *c).collect();
-                DiffuseError::config(format!(
-                    "scheduler `{}` is not supported (supported: {})",
-                    self.class_name,
-                    supported.join(", ")
-                ))
-            })
+    /// The sampler of this config's class.
+    pub fn native_sampler(&self) -> Result<SamplerName> {
+        SamplerName::for_scheduler_class(&self.class_name).ok_or_else(|| {
+            DiffuseError::config(format!(
+                "scheduler `{}` is not supported (supported: {})",
+                self.class_name,
+                SamplerName::scheduler_classes().join(", ")
+            ))
+        })
     }
 
     fn validate(&self) -> Result<()> {
@@ -363,14 +346,21 @@ impl SchedulerConfig {
 
     /// The sampler named `name` (default: this config's class) with the config's options, as
     /// diffusers' `from_config` would carry them over, and the command line's overrides on top.
-    pub fn sampler(&self, name: Option<&str>, overrides: &SamplerOverrides) -> Result<SamplerKind> {
+    pub fn sampler(
+        &self,
+        name: Option<SamplerName>,
+        overrides: &SamplerOverrides,
+    ) -> Result<SamplerKind> {
         let native = self.native_sampler()?;
         let name = name.unwrap_or(native);
+        let can = name.capabilities();
         // Which of the config's generic options the diffusers class of `name` honours.
         let limit_applies = match name {
-            "ddpm" | "ddim" => true,
-            "dpmsolver++" | "dpmsolver++-sde" | "unipc" => self.thresholding,
-            "heun" => !self.thresholding,
+            SamplerName::Ddpm | SamplerName::Ddim => true,
+            SamplerName::DpmSolver | SamplerName::DpmSolverSde | SamplerName::UniPc => {
+                self.thresholding
+            }
+            SamplerName::Heun => !self.thresholding,
             _ => false,
         };
         let settings = SamplerSettings {
@@ -381,26 +371,23 @@ impl SchedulerConfig {
                 X0Limit::None
             }),
             variance: self.ddpm_variance()?,
-            set_alpha_to_one: self
-                .set_alpha_to_one
-                .filter(|_| matches!(name, "ddim" | "pndm")),
-            karras_sigmas: overrides.karras_sigmas.unwrap_or(
-                SamplerKind::takes_karras_sigmas(name)
-                    && self.solver.use_karras_sigmas == Some(true),
-            ),
-            solver_order: overrides.solver_order.or(self
-                .solver
+            set_alpha_to_one: self.set_alpha_to_one.filter(|_| can.set_alpha_to_one),
+            karras_sigmas: overrides
+                .karras_sigmas
+                .unwrap_or(can.karras_sigmas && self.solver.use_karras_sigmas == Some(true)),
+            solver_order: overrides
                 .solver_order
-                .filter(|_| SamplerKind::takes_solver_order(name))),
+                .or(self.solver.solver_order.filter(|_| can.solver_order)),
         };
         let name = match (name, self.solver.algorithm_type.as_deref()) {
-            ("dpmsolver++", Some("sde-dpmsolver++")) if native == "dpmsolver++" => {
-                "dpmsolver++-sde"
+            (SamplerName::DpmSolver, Some("sde-dpmsolver++")) if native == name => {
+                SamplerName::DpmSolverSde
             }
             _ => name,
         };
         let mut kind = SamplerKind::configured(name, &settings)?;
-        if name.starts_with(native) {
+        // The class's own options carry over to samplers of the same diffusers class only.
+        if name.scheduler_class() == native.scheduler_class() {
             self.apply_class_options(&mut kind)?;
         }
         Ok(kind)

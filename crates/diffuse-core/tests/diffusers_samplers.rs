@@ -51,7 +51,7 @@ fn every_sampler_matches_its_diffusers_scheduler() {
             NoiseSchedule::from_alphas_cumprod(floats(&fx["alphas_cumprod"][key])).unwrap();
         let (config, plan) = plan_for(case, &schedule);
         assert_eq!(
-            plan.sampler.name(),
+            plan.sampler.name().as_str(),
             case["sampler"].as_str().unwrap(),
             "{name}: sampler"
         );

@@ -12,7 +12,7 @@ mod common;
 use burn::tensor::DType;
 use common::{fixture, floats, plan_of, tensor2, usizes};
 use diffuse_core::forward::PredictionType;
-use diffuse_core::sampler::{SamplerKind, StepOutput, ddim_step, ddpm_step};
+use diffuse_core::sampler::{DiscreteStep, SamplerKind, StepOutput, ddim_step, ddpm_step};
 use diffuse_core::schedule::NoiseSchedule;
 use diffuse_core::tensor_ops::{relative_max_error, to_host_f64};
 use serde_json::Value;
@@ -32,27 +32,15 @@ fn run_step(
     let model_output = tensor2(&record["model_output"], [shape[0], channels], dtype);
     let sample = tensor2(&record["sample"], shape, dtype);
     let noise = Some(tensor2(&record["noise"], shape, dtype));
+    let step = DiscreteStep {
+        schedule,
+        t,
+        prev_t,
+        prediction_type,
+    };
     match sampler {
-        SamplerKind::Ddpm(o) => ddpm_step(
-            schedule,
-            t,
-            prev_t,
-            prediction_type,
-            o,
-            model_output,
-            sample,
-            noise,
-        ),
-        SamplerKind::Ddim(o) => ddim_step(
-            schedule,
-            t,
-            prev_t,
-            prediction_type,
-            o,
-            model_output,
-            sample,
-            noise,
-        ),
+        SamplerKind::Ddpm(o) => ddpm_step(&step, o, model_output, sample, noise),
+        SamplerKind::Ddim(o) => ddim_step(&step, o, model_output, sample, noise),
         other => panic!("no single-step fixture for {}", other.name()),
     }
     .unwrap()

@@ -138,7 +138,7 @@ fn rms_distance(a: &[f64], b: &[f64]) -> f64 {
 
 fn named(name: &str, order: Option<usize>) -> SamplerKind {
     SamplerKind::configured(
-        name,
+        name.parse().unwrap(),
         &SamplerSettings {
             solver_order: order,
             ..SamplerSettings::default()

@@ -180,7 +180,7 @@ fn a_learned_variance_run_samples_and_scores_with_its_variance() {
             variance,
             ..SamplerSettings::default()
         };
-        let sampler = SamplerKind::configured("ddpm", &settings).unwrap();
+        let sampler = SamplerKind::configured("ddpm".parse().unwrap(), &settings).unwrap();
         let plan = SamplingPlan::new(sampler, &schedule, 5, TimestepSpacing::Leading, 0).unwrap();
         let generation = GenerationConfig {
             count: 2,
@@ -489,7 +489,8 @@ fn mlp_learns_eight_gaussians(continuous_sde: Option<&str>) {
 
     let pipeline = DiffusionPipeline::load(dir.path(), &device).unwrap();
     let schedule = pipeline.scheduler.schedule().unwrap();
-    let sampler = SamplerKind::configured("ddim", &SamplerSettings::default()).unwrap();
+    let sampler =
+        SamplerKind::configured("ddim".parse().unwrap(), &SamplerSettings::default()).unwrap();
     let plan = SamplingPlan::new(sampler, &schedule, 50, TimestepSpacing::Leading, 0).unwrap();
     let count = 500;
     let generation = GenerationConfig {

@@ -71,7 +71,7 @@ fn ddim_20_steps_match_diffusers() {
         let plan = SamplingPlan::new(
             pipeline
                 .scheduler
-                .sampler(Some("ddim"), &Default::default())
+                .sampler(Some("ddim".parse().unwrap()), &Default::default())
                 .unwrap(),
             &schedule,
             20,

@@ -24,7 +24,7 @@ pub use frechet::{GaussianStats, frechet_distance};
 pub use inception::InceptionV3;
 pub use kid::{Kid, kernel_inception_distance};
 pub use ode_likelihood::{
-    OdeLikelihoodSettings, OdeNllReport, OdeSolve, TraceEstimator, ode_log_likelihood,
+    OdeLikelihoodSettings, OdeNllReport, OdeSolve, ScoredData, TraceEstimator, ode_log_likelihood,
     ode_negative_log_likelihood,
 };
 pub use precision_recall::{

@@ -332,97 +332,138 @@ pub struct OdeNllReport {
     pub dequantized: bool,
 }
 
-/// The NLL of the rows of `data` (samples of `shape`, shape[0] of them) under `denoiser`, solved
-/// `batch_size` samples at a time. Images are 8-bit in [−1, 1] and dequantised; vectors are
-/// scored as they are. `on_samples(done, total)` reports progress.
-#[allow(clippy::too_many_arguments)]
+/// A data set to score: `shape[0]` samples of `shape[1..]`, row-major, their class labels, and
+/// whether they are 8-bit images (dequantised) or continuous vectors (scored as they are).
+#[derive(Debug, Clone, Copy)]
+pub struct ScoredData<'a, const D: usize> {
+    pub values: &'a [f64],
+    pub shape: [usize; D],
+    pub class_labels: Option<&'a [usize]>,
+    pub kind: DataKind,
+}
+
+impl<const D: usize> ScoredData<'_, D> {
+    fn numel(&self) -> usize {
+        self.shape[1..].iter().product()
+    }
+
+    fn validate(&self) -> Result<()> {
+        let count = self.shape[0];
+        if count == 0 || self.values.len() != count * self.numel() {
+            return Err(DiffuseError::config(format!(
+                "{} values do not form the {count} samples of shape {:?}",
+                self.values.len(),
+                &self.shape[1..]
+            )));
+        }
+        match self.class_labels {
+            Some(labels) if labels.len() != count => Err(DiffuseError::config(format!(
+                "{} class labels for {count} samples",
+                labels.len()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Samples `rows` as the ODE sees them: images dequantised with noise seeded per sample.
+    fn batch_values(&self, rows: std::ops::Range<usize>, seed: u64) -> Result<Vec<f64>> {
+        let numel = self.numel();
+        let values = &self.values[rows.start * numel..rows.end * numel];
+        match self.kind {
+            DataKind::Images => {
+                let mut noise = SeededNoise::new(seed ^ DEQUANTISATION_KEY, rows);
+                dequantize(values, &mut noise, numel)
+            }
+            DataKind::Vectors => Ok(values.to_vec()),
+        }
+    }
+}
+
+/// What the solved batches add up to.
+#[derive(Debug, Default)]
+struct NllTotals {
+    bits: Vec<f64>,
+    log_likelihood: f64,
+    prior: f64,
+    nfe: usize,
+    batches: usize,
+}
+
+impl NllTotals {
+    fn add(&mut self, solve: &OdeSolve, numel: usize, kind: DataKind) {
+        let bits = solve
+            .log_likelihood
+            .iter()
+            .map(|&l| bits_per_dim(l, numel, kind));
+        self.bits.extend(bits);
+        self.log_likelihood += solve.log_likelihood.iter().sum::<f64>();
+        self.prior += solve.prior_log_likelihood.iter().sum::<f64>();
+        self.nfe += solve.nfe;
+        self.batches += 1;
+    }
+
+    /// Means over the samples, with the standard error s/√n of the bits/dim.
+    fn report(self, settings: &OdeLikelihoodSettings, kind: DataKind) -> OdeNllReport {
+        let count = self.bits.len();
+        let n = count as f64;
+        let mean = self.bits.iter().sum::<f64>() / n;
+        let std_error = (count > 1).then(|| {
+            let variance = self.bits.iter().map(|b| (b - mean).powi(2)).sum::<f64>() / (n - 1.0);
+            (variance / n).sqrt()
+        });
+        OdeNllReport {
+            bits_per_dim: mean,
+            bits_per_dim_std_error: std_error,
+            log_likelihood: self.log_likelihood / n,
+            prior_log_likelihood: self.prior / n,
+            samples: count,
+            nfe: self.nfe as f64 / self.batches as f64,
+            batches: self.batches,
+            sde: settings.sde.name(),
+            trace: settings.trace.name(),
+            rtol: settings.tolerances.rtol,
+            atol: settings.tolerances.atol,
+            start_time: settings.start_time,
+            dequantized: kind == DataKind::Images,
+        }
+    }
+}
+
+/// The NLL of `data` under `denoiser`, solved `batch_size` samples at a time.
+/// `on_samples(done, total)` reports progress.
 pub fn ode_negative_log_likelihood<const D: usize>(
     denoiser: &dyn Denoiser<D>,
     schedule: &NoiseSchedule,
-    data: &[f64],
-    shape: [usize; D],
-    class_labels: Option<&[usize]>,
-    kind: DataKind,
+    data: &ScoredData<'_, D>,
     batch_size: usize,
     settings: &OdeLikelihoodSettings,
     on_samples: &mut dyn FnMut(usize, usize),
 ) -> Result<OdeNllReport> {
-    let count = shape[0];
-    let numel: usize = shape[1..].iter().product();
     if batch_size == 0 {
         return Err(DiffuseError::config("the batch size must be at least 1"));
     }
-    if count == 0 || data.len() != count * numel {
-        return Err(DiffuseError::config(format!(
-            "{} values do not form the {count} samples of shape {:?}",
-            data.len(),
-            &shape[1..]
-        )));
-    }
-    if let Some(labels) = class_labels
-        && labels.len() != count
-    {
-        return Err(DiffuseError::config(format!(
-            "{} class labels for {count} samples",
-            labels.len()
-        )));
-    }
-    let (mut bits, mut log_likelihood, mut prior) = (Vec::new(), 0.0, 0.0);
-    let (mut nfe, mut batches) = (0, 0);
+    data.validate()?;
+    let count = data.shape[0];
+    let mut totals = NllTotals::default();
     for start in (0..count).step_by(batch_size) {
         let end = (start + batch_size).min(count);
-        let rows = &data[start * numel..end * numel];
-        let values = match kind {
-            DataKind::Images => {
-                let mut noise = SeededNoise::new(settings.seed ^ DEQUANTISATION_KEY, start..end);
-                dequantize(rows, &mut noise, numel)?
-            }
-            DataKind::Vectors => rows.to_vec(),
-        };
-        let mut batch_shape = shape;
+        let values = data.batch_values(start..end, settings.seed)?;
+        let mut batch_shape = data.shape;
         batch_shape[0] = end - start;
+        let labels = data.class_labels.map(|l| &l[start..end]);
         let solve = ode_log_likelihood(
             denoiser,
             schedule,
             &values,
             batch_shape,
             start,
-            class_labels.map(|l| &l[start..end]),
+            labels,
             settings,
         )?;
-        bits.extend(
-            solve
-                .log_likelihood
-                .iter()
-                .map(|&l| bits_per_dim(l, numel, kind)),
-        );
-        log_likelihood += solve.log_likelihood.iter().sum::<f64>();
-        prior += solve.prior_log_likelihood.iter().sum::<f64>();
-        nfe += solve.nfe;
-        batches += 1;
+        totals.add(&solve, data.numel(), data.kind);
         on_samples(end, count);
     }
-    let n = count as f64;
-    let mean = bits.iter().sum::<f64>() / n;
-    let std_error = (count > 1).then(|| {
-        let variance = bits.iter().map(|b| (b - mean).powi(2)).sum::<f64>() / (n - 1.0);
-        (variance / n).sqrt()
-    });
-    Ok(OdeNllReport {
-        bits_per_dim: mean,
-        bits_per_dim_std_error: std_error,
-        log_likelihood: log_likelihood / n,
-        prior_log_likelihood: prior / n,
-        samples: count,
-        nfe: nfe as f64 / batches as f64,
-        batches,
-        sde: settings.sde.name(),
-        trace: settings.trace.name(),
-        rtol: settings.tolerances.rtol,
-        atol: settings.tolerances.atol,
-        start_time: settings.start_time,
-        dequantized: kind == DataKind::Images,
-    })
+    Ok(totals.report(settings, data.kind))
 }
 
 #[cfg(test)]

@@ -8,16 +8,15 @@ use serde::Serialize;
 use super::features::{FeatureNetwork, quantize_to_8bit};
 use super::report::{ImageMetrics, ImageReference, evaluate_images};
 use crate::data::Dataset;
-use crate::error::{DiffuseError, Result};
+use crate::error::Result;
 use crate::pipeline::{DiffusionPipeline, SamplerOverrides};
-use crate::sampler::{GenerationConfig, SamplerKind, SamplingPlan, X0Limit, generate};
+use crate::sampler::{GenerationConfig, Recipe, SamplerChoice, SamplerName, X0Limit};
 use crate::schedule::TimestepSpacing;
 
 /// Which cells to fill and how many samples each gets.
 #[derive(Debug, Clone)]
 pub struct QualitySettings {
-    /// `diffuse sample --scheduler` names.
-    pub samplers: Vec<String>,
+    pub samplers: Vec<SamplerName>,
     /// Network evaluations per sample; Heun's two per step get ⌈NFE/2⌉ steps.
     pub nfes: Vec<usize>,
     pub generation: GenerationConfig,
@@ -33,13 +32,23 @@ pub struct QualityCell {
     pub metrics: ImageMetrics,
 }
 
-/// Steps that spend `nfe` network evaluations with `sampler`.
-fn steps_for(sampler: &str, nfe: usize) -> usize {
-    if sampler == "heun" {
-        nfe.div_ceil(2)
-    } else {
-        nfe
-    }
+/// The cell's sampler: `steps` of `name` with trailing spacing, x̂₀ clipped where it can be.
+fn cell_recipe(pipeline: &DiffusionPipeline, name: SamplerName, steps: usize) -> Result<Recipe> {
+    let clip = name.capabilities().x0_limit.then_some(X0Limit::Dynamic {
+        ratio: 1.0,
+        max_value: 1.0,
+    });
+    let choice = SamplerChoice {
+        name: Some(name),
+        overrides: SamplerOverrides {
+            x0_limit: clip,
+            ..SamplerOverrides::default()
+        },
+        steps,
+        spacing: Some(TimestepSpacing::Trailing),
+        steps_offset: Some(0),
+    };
+    Ok(Recipe::plan(choice.plan(&pipeline.scheduler)?))
 }
 
 /// Fills the table cell by cell, with metrics in `network`'s feature space, reporting each cell to
@@ -51,52 +60,25 @@ pub fn sampler_quality_table(
     settings: &QualitySettings,
     on_cell: &mut dyn FnMut(&QualityCell),
 ) -> Result<Vec<QualityCell>> {
-    let shape = pipeline.network.sample_shape().ok_or_else(|| {
-        DiffuseError::config("the network config has no sample_size, so the image size is unknown")
-    })?;
-    let schedule = pipeline.scheduler.schedule()?;
-    let denoiser = pipeline.denoiser()?;
     let reference = ImageReference::new(network, reference, &mut |_, _| {})?;
     let mut generation = settings.generation.clone();
     generation.class_labels = pipeline.network.balanced_class_labels(generation.count);
     let mut cells = Vec::new();
-    for name in &settings.samplers {
-        let clip = SamplerKind::takes_x0_limit(name).then_some(X0Limit::Dynamic {
-            ratio: 1.0,
-            max_value: 1.0,
-        });
-        let overrides = SamplerOverrides {
-            x0_limit: clip,
-            ..SamplerOverrides::default()
-        };
-        let sampler = pipeline.scheduler.sampler(Some(name), &overrides)?;
+    for &name in &settings.samplers {
         for &nfe in &settings.nfes {
-            let steps = steps_for(name, nfe);
-            let plan = SamplingPlan::new(
-                sampler.clone(),
-                &schedule,
-                steps,
-                TimestepSpacing::Trailing,
-                0,
-            )?;
-            let samples = generate(
-                &denoiser,
-                &schedule,
-                &plan,
-                &shape,
-                &generation,
-                &mut |_, _| {},
-            )?;
+            let steps = name.steps_for_evaluations(nfe);
+            let recipe = cell_recipe(pipeline, name, steps)?;
+            let drawn = recipe.draw_pipeline(pipeline, None, &generation, &mut ())?;
             let metrics = evaluate_images(
                 network,
-                &quantize_to_8bit(&samples),
+                &quantize_to_8bit(&drawn.drawn.samples),
                 generation.class_labels.as_deref(),
                 &reference,
                 generation.seed,
                 &mut |_, _| {},
             )?;
             let cell = QualityCell {
-                sampler: name.clone(),
+                sampler: name.to_string(),
                 nfe,
                 steps,
                 metrics,
@@ -109,7 +91,7 @@ pub fn sampler_quality_table(
 }
 
 /// The table as markdown: one row per sampler, "FD (class accuracy)" per NFE.
-pub fn markdown_table(cells: &[QualityCell], samplers: &[String], nfes: &[usize]) -> String {
+pub fn markdown_table(cells: &[QualityCell], samplers: &[SamplerName], nfes: &[usize]) -> String {
     let mut out = format!(
         "| sampler | {} |\n|---|{}\n",
         nfes.iter()
@@ -124,7 +106,7 @@ pub fn markdown_table(cells: &[QualityCell], samplers: &[String], nfes: &[usize]
             .map(|&nfe| {
                 cells
                     .iter()
-                    .find(|c| &c.sampler == sampler && c.nfe == nfe)
+                    .find(|c| c.sampler == sampler.as_str() && c.nfe == nfe)
                     .map_or("—".into(), |c| match c.metrics.class_accuracy {
                         Some(accuracy) => format!("{:.2} ({:.0}%)", c.metrics.fd, 100.0 * accuracy),
                         None => format!("{:.2}", c.metrics.fd),

@@ -2,11 +2,10 @@
 
 use burn::tensor::Tensor;
 
-use super::StepOutput;
 use super::x0_limit::X0Limit;
+use super::{DiscreteStep, SamplerState, StepContext, StepOutput};
 use crate::error::Result;
 use crate::forward::PredictionType;
-use crate::schedule::NoiseSchedule;
 
 /// Options of the DDIM sampler.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,17 +48,19 @@ fn ddim_sigma(eta: f64, alpha_bar_t: f64, alpha_bar_prev: f64) -> f64 {
 }
 
 /// x_prev = √ᾱ_prev x̂_0 + √(1 − ᾱ_prev − σ²) ε̂ + σ z (DDIM Eq. 12). `noise` is used when η > 0.
-#[allow(clippy::too_many_arguments)]
 pub fn ddim_step<const D: usize>(
-    schedule: &NoiseSchedule,
-    t: usize,
-    prev_t: Option<usize>,
-    prediction_type: PredictionType,
+    step: &DiscreteStep<'_>,
     options: &DdimOptions,
     model_output: Tensor<D>,
     sample: Tensor<D>,
     noise: Option<Tensor<D>>,
 ) -> Result<StepOutput<D>> {
+    let DiscreteStep {
+        schedule,
+        t,
+        prev_t,
+        prediction_type,
+    } = *step;
     let alpha_bar_t = schedule.alpha_bar(t);
     let final_alpha_bar = if options.set_alpha_to_one {
         1.0
@@ -86,4 +87,19 @@ pub fn ddim_step<const D: usize>(
         prev_sample,
         pred_original_sample: x0,
     })
+}
+
+/// DDIM remembers nothing between steps: its state is its options.
+impl<const D: usize> SamplerState<D> for DdimOptions {
+    fn step(
+        &mut self,
+        ctx: &StepContext<'_>,
+        index: usize,
+        model_output: Tensor<D>,
+        sample: Tensor<D>,
+        noise: Option<Tensor<D>>,
+    ) -> Result<Tensor<D>> {
+        let step = ctx.discrete_step(index);
+        Ok(ddim_step(&step, self, model_output, sample, noise)?.prev_sample)
+    }
 }

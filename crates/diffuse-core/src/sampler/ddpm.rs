@@ -4,12 +4,11 @@ use std::str::FromStr;
 
 use burn::tensor::Tensor;
 
-use super::StepOutput;
 use super::x0_limit::X0Limit;
+use super::{DiscreteStep, SamplerState, StepContext, StepOutput};
 use crate::error::DiffuseError;
 use crate::error::Result;
-use crate::forward::{Posterior, PredictionType};
-use crate::schedule::NoiseSchedule;
+use crate::forward::Posterior;
 use crate::tensor_ops::per_sample;
 
 /// The reverse-step variance σ_t² (DDPM §3.2: both choices give similar results).
@@ -109,17 +108,19 @@ pub struct DdpmOptions {
 /// (Algorithm 2, line 4). `prev_t` is `None` at the last step, where ᾱ_prev = 1; `noise` is only
 /// used when t > 0, as in diffusers. With a learned variance `model_output` holds 2C channels,
 /// the prediction then the variance output, as diffusers' `DDPMScheduler.step` takes it.
-#[allow(clippy::too_many_arguments)]
 pub fn ddpm_step<const D: usize>(
-    schedule: &NoiseSchedule,
-    t: usize,
-    prev_t: Option<usize>,
-    prediction_type: PredictionType,
+    step: &DiscreteStep<'_>,
     options: &DdpmOptions,
     model_output: Tensor<D>,
     sample: Tensor<D>,
     noise: Option<Tensor<D>>,
 ) -> Result<StepOutput<D>> {
+    let DiscreteStep {
+        schedule,
+        t,
+        prev_t,
+        prediction_type,
+    } = *step;
     let alpha_bar_t = schedule.alpha_bar(t);
     let alpha_bar_prev = prev_t.map_or(1.0, |p| schedule.alpha_bar(p));
     let (model_output, variance_output) = if options.variance.is_learned() {
@@ -153,4 +154,19 @@ pub fn ddpm_step<const D: usize>(
         prev_sample,
         pred_original_sample: x0,
     })
+}
+
+/// DDPM remembers nothing between steps: its state is its options.
+impl<const D: usize> SamplerState<D> for DdpmOptions {
+    fn step(
+        &mut self,
+        ctx: &StepContext<'_>,
+        index: usize,
+        model_output: Tensor<D>,
+        sample: Tensor<D>,
+        noise: Option<Tensor<D>>,
+    ) -> Result<Tensor<D>> {
+        let step = ctx.discrete_step(index);
+        Ok(ddpm_step(&step, self, model_output, sample, noise)?.prev_sample)
+    }
 }

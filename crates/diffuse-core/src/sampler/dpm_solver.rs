@@ -9,7 +9,10 @@
 use burn::tensor::Tensor;
 
 use super::grid::{SigmaSpacing, half_log_snr, vp_alpha_sigma};
+use super::multistep::{X0History, solver_x0};
 use super::x0_limit::X0Limit;
+use super::{SamplerState, StepContext};
+use crate::error::Result;
 
 /// DPM-Solver's second-order formula (diffusers' `solver_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,6 +75,49 @@ impl DpmSolverOptions {
         } else {
             3
         }
+    }
+}
+
+/// DPM-Solver++'s state: the x̂_0 of its last `order` evaluations.
+#[derive(Debug, Clone)]
+pub struct DpmSolverState<const D: usize> {
+    options: DpmSolverOptions,
+    history: X0History<D>,
+}
+
+impl<const D: usize> DpmSolverState<D> {
+    pub fn new(options: DpmSolverOptions) -> Self {
+        Self {
+            options,
+            history: X0History::new(options.order),
+        }
+    }
+}
+
+impl<const D: usize> SamplerState<D> for DpmSolverState<D> {
+    fn step(
+        &mut self,
+        ctx: &StepContext<'_>,
+        index: usize,
+        model_output: Tensor<D>,
+        sample: Tensor<D>,
+        noise: Option<Tensor<D>>,
+    ) -> Result<Tensor<D>> {
+        let o = &self.options;
+        let sigmas = &ctx.plan.sigmas;
+        let x0 = solver_x0(
+            ctx.prediction_type,
+            &o.x0_limit,
+            model_output,
+            sample.clone(),
+            sigmas[index],
+        )?;
+        self.history.push(x0);
+        let order = o.order_at(index, ctx.plan.timesteps.len());
+        let history = self.history.as_slice();
+        Ok(dpm_solver_update(
+            o, sigmas, index, order, sample, history, noise,
+        ))
     }
 }
 

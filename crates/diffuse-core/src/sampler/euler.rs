@@ -7,6 +7,9 @@
 
 use burn::tensor::Tensor;
 
+use super::kind::SigmaSamplerOptions;
+use super::{SamplerState, StepContext};
+use crate::error::Result;
 use crate::forward::PredictionType;
 
 /// x̂_0 = D(x̃; σ) from a network output for input x̃/√(σ² + 1).
@@ -109,4 +112,89 @@ pub fn heun_correct<const D: usize>(
     let slope = ode_derivative(predicted, x0, sigma_next);
     let mean_slope = (pending.derivative + slope).mul_scalar(0.5);
     pending.sample + mean_slope.mul_scalar(pending.dt)
+}
+
+/// x̂_0 of an evaluation at `sigmas[index]`, limited as the options say, with σ and the next σ.
+fn limited_x0<const D: usize>(
+    options: &SigmaSamplerOptions,
+    ctx: &StepContext<'_>,
+    index: usize,
+    model_output: Tensor<D>,
+    sample: Tensor<D>,
+) -> Result<(Tensor<D>, f64, f64)> {
+    let (sigma, sigma_next) = (ctx.plan.sigmas[index], ctx.plan.sigmas[index + 1]);
+    let x0 = sigma_x0(ctx.prediction_type, model_output, sample, sigma);
+    Ok((options.x0_limit.apply(x0)?, sigma, sigma_next))
+}
+
+/// Euler and Euler ancestral remember nothing between steps.
+#[derive(Debug, Clone)]
+pub struct EulerState {
+    options: SigmaSamplerOptions,
+    ancestral: bool,
+}
+
+impl EulerState {
+    pub fn new(options: SigmaSamplerOptions, ancestral: bool) -> Self {
+        Self { options, ancestral }
+    }
+}
+
+impl<const D: usize> SamplerState<D> for EulerState {
+    fn step(
+        &mut self,
+        ctx: &StepContext<'_>,
+        index: usize,
+        model_output: Tensor<D>,
+        sample: Tensor<D>,
+        noise: Option<Tensor<D>>,
+    ) -> Result<Tensor<D>> {
+        let (x0, sigma, sigma_next) =
+            limited_x0(&self.options, ctx, index, model_output, sample.clone())?;
+        Ok(if self.ancestral {
+            let z = noise.expect("the plan draws noise for every Euler ancestral step");
+            euler_ancestral_step(sample, x0, sigma, sigma_next, z)
+        } else {
+            euler_step(sample, x0, sigma, sigma_next)
+        })
+    }
+}
+
+/// Heun's state: between the two evaluations of a step, what the correction needs.
+#[derive(Debug, Clone)]
+pub struct HeunState<const D: usize> {
+    options: SigmaSamplerOptions,
+    pending: Option<HeunPending<D>>,
+}
+
+impl<const D: usize> HeunState<D> {
+    pub fn new(options: SigmaSamplerOptions) -> Self {
+        Self {
+            options,
+            pending: None,
+        }
+    }
+}
+
+impl<const D: usize> SamplerState<D> for HeunState<D> {
+    /// An Euler predictor, then (at the repeated σ) the trapezoidal correction.
+    fn step(
+        &mut self,
+        ctx: &StepContext<'_>,
+        index: usize,
+        model_output: Tensor<D>,
+        sample: Tensor<D>,
+        _noise: Option<Tensor<D>>,
+    ) -> Result<Tensor<D>> {
+        let (x0, sigma, sigma_next) =
+            limited_x0(&self.options, ctx, index, model_output, sample.clone())?;
+        Ok(match self.pending.take() {
+            None => {
+                let (predicted, pending) = heun_predict(sample, x0, sigma, sigma_next);
+                self.pending = Some(pending);
+                predicted
+            }
+            Some(pending) => heun_correct(pending, sample, x0, sigma),
+        })
+    }
 }

@@ -7,11 +7,12 @@
 
 use burn::tensor::Tensor;
 
-use super::{SamplerKind, SamplingPlan, check_plan, explicit_step, solver_x0, step_model_output};
+use super::dpm_solver::DpmSolverState;
+use super::generate::step_model_output;
+use super::{SamplerKind, SamplerState, StepContext};
 use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
 use crate::noise::NoiseSource;
-use crate::schedule::NoiseSchedule;
 use crate::tensor_ops::to_host_f64;
 
 /// Window and tolerance of the Picard iteration.
@@ -53,128 +54,143 @@ impl ParallelReport {
     }
 }
 
-/// Runs `plan` by Picard iteration from unit-normal `z`, with all step noise drawn up front in
-/// the sequential sampler's order (so the fixed point is the sequential result).
-#[allow(clippy::too_many_arguments)]
+/// Runs the plan of `ctx` by Picard iteration from unit-normal `z`, with all step noise drawn up
+/// front in the sequential sampler's order (so the fixed point is the sequential result).
 pub fn sample_parallel<const D: usize>(
     denoiser: &dyn Denoiser<D>,
-    schedule: &NoiseSchedule,
-    plan: &SamplingPlan,
+    ctx: &StepContext<'_>,
     z: Tensor<D>,
     class_labels: Option<&[usize]>,
     noise: &mut impl NoiseSource,
     settings: &ParallelSettings,
     on_round: &mut dyn FnMut(usize, usize),
 ) -> Result<(Tensor<D>, ParallelReport)> {
-    check_plan(plan, schedule)?;
-    if !matches!(
-        plan.sampler,
-        SamplerKind::Ddpm(_) | SamplerKind::Ddim(_) | SamplerKind::DpmSolver(_)
-    ) {
-        return Err(DiffuseError::config(format!(
-            "parallel sampling supports ddpm, ddim and dpmsolver++ (got {})",
-            plan.sampler.name()
-        )));
-    }
-    if settings.window < 2 || !(settings.tolerance.is_finite() && settings.tolerance > 0.0) {
-        return Err(DiffuseError::config(format!(
-            "parallel sampling needs a window of at least 2 steps and a positive tolerance (got \
-             window {}, tolerance {})",
-            settings.window, settings.tolerance
-        )));
-    }
-    let n = plan.timesteps.len();
-    let batch = z.dims()[0];
-    let prediction_type = denoiser.prediction_type();
+    settings.validate()?;
+    let plan = ctx.plan;
     let x_start = z.mul_scalar(plan.init_noise_sigma);
-    let step_noise: Vec<Option<Tensor<D>>> = (0..n)
-        .map(|i| plan.needs_noise(i).then(|| noise.next_like(&x_start)))
-        .collect();
-    let mut xs: Vec<Tensor<D>> = vec![x_start; n + 1];
-    // Final x̂_0 of converged steps (DPM-Solver++'s multistep history).
-    let mut x0s: Vec<Option<Tensor<D>>> = vec![None; n];
-    let labels: Option<Vec<usize>> = class_labels.map(|l| l.repeat(settings.window));
-    let mut report = ParallelReport {
-        sequential_evaluations: n,
-        ..ParallelReport::default()
+    let picard = Picard {
+        denoiser,
+        ctx: *ctx,
+        settings: *settings,
+        batch: x_start.dims()[0],
+        window_labels: class_labels.map(|l| l.repeat(settings.window)),
+        step_noise: (0..plan.timesteps.len())
+            .map(|i| plan.needs_noise(i).then(|| noise.next_like(&x_start)))
+            .collect(),
     };
-    let mut start = 0;
-    while start < n {
-        let end = (start + settings.window).min(n);
-        let width = end - start;
-        let inputs = Tensor::cat(xs[start..end].to_vec(), 0);
-        let timesteps: Vec<f64> = plan.timesteps[start..end]
-            .iter()
-            .flat_map(|&t| std::iter::repeat_n(t, batch))
-            .collect();
-        let row_labels = labels.as_ref().map(|l| &l[..width * batch]);
-        let outputs = step_model_output(denoiser, plan, inputs, &timesteps, row_labels)?;
-        report.rounds += 1;
-        report.evaluations += width;
-        let mut window_x0s: Vec<Tensor<D>> = Vec::with_capacity(width);
-        let mut updated = xs[start].clone();
-        let mut converged = 0;
-        let mut still_converging = true;
-        for j in start..end {
-            let output = outputs.clone().narrow(0, (j - start) * batch, batch);
-            let history: Vec<Tensor<D>> = match &plan.sampler {
-                SamplerKind::DpmSolver(o) => {
-                    let x0 = solver_x0(
-                        prediction_type,
-                        &o.x0_limit,
-                        output.clone(),
-                        xs[j].clone(),
-                        plan.sigmas[j],
-                    )?;
-                    window_x0s.push(x0);
-                    (j.saturating_sub(2)..=j)
-                        .map(|i| {
-                            if i >= start {
-                                window_x0s[i - start].clone()
-                            } else {
-                                x0s[i].clone().expect("converged steps keep their x̂_0")
-                            }
-                        })
-                        .collect()
-                }
-                _ => Vec::new(),
-            };
-            let next = explicit_step(
-                plan,
-                schedule,
-                prediction_type,
-                j,
-                xs[j].clone(),
-                output,
-                &history,
-                step_noise[j].clone(),
-            )?;
-            // x_{j+1} ← x_s + Σ_{i≤j} drift_i, with drift_i = step_i(x_i) − x_i.
-            updated = updated + (next - xs[j].clone());
-            let change = max_rms_per_sample(updated.clone() - xs[j + 1].clone(), batch)?;
-            // The first step of the window starts from an exact x, so it is exact too.
-            if still_converging && (j == start || change <= settings.tolerance) {
-                converged += 1;
-            } else {
-                still_converging = false;
-            }
-            xs[j + 1] = updated.clone();
+    match &plan.sampler {
+        SamplerKind::Ddpm(o) => picard.run(*o, x_start, on_round),
+        SamplerKind::Ddim(o) => picard.run(*o, x_start, on_round),
+        SamplerKind::DpmSolver(o) => picard.run(DpmSolverState::new(*o), x_start, on_round),
+        other => Err(DiffuseError::config(format!(
+            "parallel sampling supports ddpm, ddim and dpmsolver++ (got {})",
+            other.name()
+        ))),
+    }
+}
+
+impl ParallelSettings {
+    fn validate(&self) -> Result<()> {
+        if self.window < 2 || !(self.tolerance.is_finite() && self.tolerance > 0.0) {
+            return Err(DiffuseError::config(format!(
+                "parallel sampling needs a window of at least 2 steps and a positive tolerance \
+                 (got window {}, tolerance {})",
+                self.window, self.tolerance
+            )));
         }
-        for (offset, x0) in window_x0s.into_iter().take(converged).enumerate() {
-            x0s[start + offset] = Some(x0);
+        Ok(())
+    }
+}
+
+/// One batch's Picard iteration: the model, the plan, and the step noise drawn up front.
+struct Picard<'a, const D: usize> {
+    denoiser: &'a dyn Denoiser<D>,
+    ctx: StepContext<'a>,
+    settings: ParallelSettings,
+    batch: usize,
+    /// The class labels repeated for a whole window of evaluations.
+    window_labels: Option<Vec<usize>>,
+    step_noise: Vec<Option<Tensor<D>>>,
+}
+
+/// The iterate: x at every step boundary, the first step not yet converged, and the sampler's
+/// state after the converged steps.
+struct Iterate<S, const D: usize> {
+    xs: Vec<Tensor<D>>,
+    start: usize,
+    state: S,
+}
+
+impl<const D: usize> Picard<'_, D> {
+    fn run<S: SamplerState<D> + Clone>(
+        &self,
+        state: S,
+        x_start: Tensor<D>,
+        on_round: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Tensor<D>, ParallelReport)> {
+        let n = self.ctx.plan.timesteps.len();
+        let mut iterate = Iterate {
+            xs: vec![x_start; n + 1],
+            start: 0,
+            state,
+        };
+        let mut report = ParallelReport {
+            sequential_evaluations: n,
+            ..ParallelReport::default()
+        };
+        while iterate.start < n {
+            report.evaluations += self.round(&mut iterate)?;
+            report.rounds += 1;
+            on_round(report.rounds, iterate.start);
+        }
+        Ok((iterate.xs[n].clone(), report))
+    }
+
+    /// The window's W model evaluations as one batched call.
+    fn window_outputs(&self, xs: &[Tensor<D>], start: usize) -> Result<Tensor<D>> {
+        let inputs = Tensor::cat(xs.to_vec(), 0);
+        let timesteps: Vec<f64> = self.ctx.plan.timesteps[start..start + xs.len()]
+            .iter()
+            .flat_map(|&t| std::iter::repeat_n(t, self.batch))
+            .collect();
+        let labels = self.window_labels.as_ref();
+        let row_labels = labels.map(|l| &l[..xs.len() * self.batch]);
+        step_model_output(self.denoiser, self.ctx.plan, inputs, &timesteps, row_labels)
+    }
+
+    /// One round (Algorithm 1): x_{j+1} ← x_s + Σ_{i≤j} drift_i over the window, then the window
+    /// slides past the steps that stopped changing. Returns the evaluations it made.
+    fn round<S: SamplerState<D> + Clone>(&self, it: &mut Iterate<S, D>) -> Result<usize> {
+        let n = self.ctx.plan.timesteps.len();
+        let (start, end) = (it.start, (it.start + self.settings.window).min(n));
+        let outputs = self.window_outputs(&it.xs[start..end], start)?;
+        let mut state = it.state.clone();
+        let mut updated = it.xs[start].clone();
+        let mut converged = 0;
+        for j in start..end {
+            let output = outputs
+                .clone()
+                .narrow(0, (j - start) * self.batch, self.batch);
+            let x = it.xs[j].clone();
+            let next = state.step(&self.ctx, j, output, x.clone(), self.step_noise[j].clone())?;
+            // drift_j = step_j(x_j) − x_j.
+            updated = updated + (next - x);
+            let change = max_rms_per_sample(updated.clone() - it.xs[j + 1].clone(), self.batch)?;
+            // The first step of the window starts from an exact x, so it is exact too.
+            if converged == j - start && (j == start || change <= self.settings.tolerance) {
+                converged += 1;
+                it.state = state.clone();
+            }
+            it.xs[j + 1] = updated.clone();
         }
         // Steps entering the window start from the newest estimate at its end.
         let new_start = start + converged;
-        for i in end + 1..=(new_start + settings.window).min(n) {
-            xs[i] = xs[end].clone();
+        for i in end + 1..=(new_start + self.settings.window).min(n) {
+            it.xs[i] = it.xs[end].clone();
         }
-        start = new_start;
-        x0s.iter_mut()
-            .take(start.saturating_sub(3))
-            .for_each(|x0| *x0 = None);
-        on_round(report.rounds, start);
+        it.start = new_start;
+        Ok(end - start)
     }
-    Ok((xs[n].clone(), report))
 }
 
 /// max over samples of √(mean of the squared entries of that sample's row).

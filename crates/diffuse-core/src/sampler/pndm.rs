@@ -5,6 +5,7 @@
 
 use burn::tensor::Tensor;
 
+use super::{SamplerState, StepContext};
 use crate::error::{DiffuseError, Result};
 use crate::forward::PredictionType;
 use crate::schedule::{NoiseSchedule, TimestepSpacing};
@@ -90,32 +91,22 @@ pub fn pndm_transfer<const D: usize>(
 /// PNDM's running state (diffusers' `counter`, `ets`, `cur_model_output`, `cur_sample`).
 #[derive(Debug, Clone)]
 pub struct PndmState<const D: usize> {
+    options: PndmOptions,
     counter: usize,
     ets: Vec<Tensor<D>>,
     cur_model_output: Option<Tensor<D>>,
     cur_sample: Option<Tensor<D>>,
 }
 
-impl<const D: usize> Default for PndmState<D> {
-    fn default() -> Self {
-        Self {
-            counter: 0,
-            ets: Vec::new(),
-            cur_model_output: None,
-            cur_sample: None,
-        }
-    }
-}
-
 /// Everything a PNDM step reads besides its state.
-pub struct PndmContext<'a> {
-    pub schedule: &'a NoiseSchedule,
-    pub options: &'a PndmOptions,
-    pub prediction_type: PredictionType,
+struct PndmContext<'a> {
+    schedule: &'a NoiseSchedule,
+    options: PndmOptions,
+    prediction_type: PredictionType,
     /// Every evaluation's timestep (integers).
-    pub timesteps: &'a [f64],
-    pub prk_len: usize,
-    pub num_inference_steps: usize,
+    timesteps: &'a [f64],
+    prk_len: usize,
+    num_inference_steps: usize,
 }
 
 impl PndmContext<'_> {
@@ -150,22 +141,45 @@ impl PndmContext<'_> {
     }
 }
 
-impl<const D: usize> PndmState<D> {
-    /// One evaluation's update at `timestep` (diffusers' `step`).
-    pub fn step(
+impl<const D: usize> SamplerState<D> for PndmState<D> {
+    /// One evaluation's update (diffusers' `step`).
+    fn step(
         &mut self,
-        ctx: &PndmContext<'_>,
-        timestep: i64,
+        ctx: &StepContext<'_>,
+        index: usize,
         model_output: Tensor<D>,
         sample: Tensor<D>,
-    ) -> Tensor<D> {
+        _noise: Option<Tensor<D>>,
+    ) -> Result<Tensor<D>> {
+        let plan = ctx.plan;
+        let ctx = PndmContext {
+            schedule: ctx.schedule,
+            options: self.options,
+            prediction_type: ctx.prediction_type,
+            timesteps: &plan.timesteps,
+            prk_len: plan.prk_evaluations,
+            num_inference_steps: plan.num_inference_steps,
+        };
+        let timestep = plan.timesteps[index] as i64;
         let out = if self.counter < ctx.prk_len {
-            self.step_prk(ctx, timestep, model_output, sample)
+            self.step_prk(&ctx, timestep, model_output, sample)
         } else {
-            self.step_plms(ctx, timestep, model_output, sample)
+            self.step_plms(&ctx, timestep, model_output, sample)
         };
         self.counter += 1;
-        out
+        Ok(out)
+    }
+}
+
+impl<const D: usize> PndmState<D> {
+    pub fn new(options: PndmOptions) -> Self {
+        Self {
+            options,
+            counter: 0,
+            ets: Vec::new(),
+            cur_model_output: None,
+            cur_sample: None,
+        }
     }
 
     /// PRK (Eq. 13): the four slopes of a Runge–Kutta step, weighted 1/6, 1/3, 1/3, 1/6.

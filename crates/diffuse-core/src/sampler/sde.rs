@@ -8,8 +8,8 @@
 
 use burn::tensor::Tensor;
 
+use super::generate::{GenerationConfig, in_batches};
 use super::grid::{schedule_sigmas, sigma_to_t};
-use super::{GenerationConfig, in_batches};
 use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
 use crate::noise::SeededNoise;

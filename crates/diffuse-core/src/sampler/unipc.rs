@@ -8,7 +8,10 @@
 use burn::tensor::Tensor;
 
 use super::grid::{SigmaSpacing, half_log_snr, vp_alpha_sigma};
+use super::multistep::{X0History, solver_x0};
 use super::x0_limit::X0Limit;
+use super::{SamplerState, StepContext};
+use crate::error::Result;
 
 /// B(h) of UniPC (§3.3): bh1 = h, bh2 = e^h − 1 (in the data-prediction sign convention).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,6 +57,57 @@ impl UniPcOptions {
             self.order
         };
         order.min(index + 1)
+    }
+}
+
+/// UniPC's state: the x̂_0 history, and the sample and order of its last predictor step, which
+/// the corrector revisits once the next evaluation's x̂_0 is known.
+#[derive(Debug, Clone)]
+pub struct UniPcState<const D: usize> {
+    options: UniPcOptions,
+    history: X0History<D>,
+    last_prediction: Option<(Tensor<D>, usize)>,
+}
+
+impl<const D: usize> UniPcState<D> {
+    pub fn new(options: UniPcOptions) -> Self {
+        let history = X0History::new(options.order);
+        Self {
+            options,
+            history,
+            last_prediction: None,
+        }
+    }
+}
+
+impl<const D: usize> SamplerState<D> for UniPcState<D> {
+    fn step(
+        &mut self,
+        ctx: &StepContext<'_>,
+        index: usize,
+        model_output: Tensor<D>,
+        sample: Tensor<D>,
+        _noise: Option<Tensor<D>>,
+    ) -> Result<Tensor<D>> {
+        let o = &self.options;
+        let sigmas = &ctx.plan.sigmas;
+        let pt = ctx.prediction_type;
+        let x0 = solver_x0(pt, &o.x0_limit, model_output, sample.clone(), sigmas[index])?;
+        // UniC on the previous step, with the x̂_0 this evaluation brings.
+        let corrected = match self.last_prediction.take() {
+            Some((last, order)) if index > 0 && !o.disable_corrector.contains(&(index - 1)) => {
+                let history = self.history.as_slice();
+                unipc_correct(o.variant, sigmas, index, order, last, x0.clone(), history)
+            }
+            _ => sample,
+        };
+        self.history.push(x0);
+        let order = o.order_at(index, ctx.plan.timesteps.len());
+        self.last_prediction = Some((corrected.clone(), order));
+        let history = self.history.as_slice();
+        Ok(unipc_predict(
+            o.variant, sigmas, index, order, corrected, history,
+        ))
     }
 }
 

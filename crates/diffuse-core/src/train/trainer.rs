@@ -30,7 +30,7 @@ use crate::io::write_atomically;
 use crate::pipeline::{DenoisingNetwork, DiffusionPipeline, NetworkDenoiser};
 use crate::plot::{ScatterLayer, image_grid_png, loss_curve_png, scatter_panels_png};
 use crate::sampler::{
-    GenerationConfig, SamplerKind, SamplerSettings, SamplingPlan, X0Limit, generate,
+    GenerationConfig, SamplerKind, SamplerName, SamplerSettings, SamplingPlan, X0Limit, generate,
 };
 use crate::schedule::{NoiseSchedule, TimestepSpacing};
 
@@ -601,7 +601,7 @@ impl Trainer {
             (None, false) => VECTOR_SAMPLES,
         };
         let sampler = SamplerKind::configured(
-            "ddim",
+            SamplerName::Ddim,
             &SamplerSettings {
                 x0_limit: if images {
                     X0Limit::Clip(1.0)
