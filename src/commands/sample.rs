@@ -111,7 +111,7 @@ impl SampleCommand {
             .then_some(X0Limit::Clip(self.clip_sample_range));
         let recipe = self.sampling.recipe(|| {
             let sampler = SamplerKind::configured(
-                self.sampling.sampler.unwrap_or(SamplerName::Ddim),
+                self.sampling.sampler_name()?.unwrap_or(SamplerName::Ddim),
                 &SamplerSettings {
                     eta: self.sampling.eta,
                     x0_limit: self.sampling.dynamic_limit().or(clip).unwrap_or_default(),

@@ -24,7 +24,7 @@ pub struct SamplingArgs {
     /// Sampler: ddpm, ddim, dpmsolver++, dpmsolver++-sde, unipc, euler, euler-ancestral, heun or
     /// pndm. Default: ddim for --gmm, the folder's scheduler class for --pipeline.
     #[arg(long, visible_alias = "scheduler")]
-    pub sampler: Option<SamplerName>,
+    pub sampler: Option<String>,
     /// Karras et al.'s σ spacing (dpmsolver++, unipc, euler, heun).
     #[arg(long)]
     pub karras_sigmas: bool,
@@ -141,10 +141,15 @@ impl SamplingArgs {
         })
     }
 
+    /// The sampler --sampler names, if any.
+    pub fn sampler_name(&self) -> Result<Option<SamplerName>> {
+        Ok(self.sampler.as_deref().map(str::parse).transpose()?)
+    }
+
     /// The sampler these flags pick over a pipeline's scheduler config.
-    pub fn sampler_choice(&self) -> SamplerChoice {
-        SamplerChoice {
-            name: self.sampler,
+    pub fn sampler_choice(&self) -> Result<SamplerChoice> {
+        Ok(SamplerChoice {
+            name: self.sampler_name()?,
             overrides: SamplerOverrides {
                 eta: self.eta,
                 karras_sigmas: self.karras_sigmas.then_some(true),
@@ -154,7 +159,7 @@ impl SamplingArgs {
             steps: self.steps,
             spacing: self.timestep_spacing,
             steps_offset: self.steps_offset,
-        }
+        })
     }
 
     /// The recipe these flags describe: --sde's continuous-time sampler when asked for,
@@ -189,7 +194,7 @@ impl SamplingArgs {
         pipeline: &DiffusionPipeline,
         config: &GenerationConfig,
     ) -> Result<(PipelineSamples, Recipe)> {
-        let recipe = self.recipe(|| Ok(self.sampler_choice().plan(&pipeline.scheduler)?))?;
+        let recipe = self.recipe(|| Ok(self.sampler_choice()?.plan(&pipeline.scheduler)?))?;
         let classifier = match &self.classifier {
             Some(dir) => Some(
                 NoiseAwareClassifier::load(dir, &config.device)

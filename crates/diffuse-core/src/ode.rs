@@ -177,6 +177,33 @@ fn starting_step(
     Ok((100.0 * h0).min(h1).min(interval))
 }
 
+/// One Dormand–Prince step of size h from (t, y), with f = f(t, y) (the FSAL stage): y(t + h),
+/// f(t + h, y(t + h)), and the RMS of the embedded error estimate scaled by the tolerances.
+fn dormand_prince_step(
+    rhs: &mut Rhs<'_>,
+    t: f64,
+    y: &[f64],
+    f: &[f64],
+    h: f64,
+    tol: &Tolerances,
+) -> Result<(Vec<f64>, Vec<f64>, f64)> {
+    let mut stages = vec![f.to_vec()];
+    for (&c, a) in C.iter().zip(&A).skip(1) {
+        let y_stage = combine(y, h, &a[..stages.len()], &stages);
+        stages.push(rhs.eval(t + c * h, &y_stage)?);
+    }
+    let y_new = combine(y, h, &B, &stages);
+    stages.push(rhs.eval(t + h, &y_new)?);
+    let scale = tol.scale(y, &y_new);
+    let error = (0..y.len()).map(|i| {
+        let err: f64 = E.iter().zip(&stages).map(|(e, k)| e * k[i]).sum();
+        err * h / scale[i]
+    });
+    let error_norm = rms(error);
+    let f_new = stages.pop().expect("the last stage is f(t + h, y_new)");
+    Ok((y_new, f_new, error_norm))
+}
+
 /// Integrates dy/dt = f(t, y) from y(t0) = `y0` to t1 (t1 < t0 runs backwards). Each step is
 /// accepted when the RMS of err_i / (atol + rtol·max(|y_i|, |y_new,i|)) is below 1; the next
 /// step is h·min(10, 0.9·err^(−1/5)) after an accepted step (no growth right after a
@@ -228,21 +255,8 @@ pub fn solve_rk45(
             }
             let h = t_new - t;
             h_abs = h.abs();
-            let mut stages = vec![f.clone()];
-            for (&c, a) in C.iter().zip(&A).skip(1) {
-                let y_stage = combine(&y, h, &a[..stages.len()], &stages);
-                stages.push(rhs.eval(t + c * h, &y_stage)?);
-            }
-            let y_new = combine(&y, h, &B, &stages);
-            let f_new = rhs.eval(t + h, &y_new)?;
-            stages.push(f_new);
+            let (y_new, f_new, error_norm) = dormand_prince_step(&mut rhs, t, &y, &f, h, tol)?;
             steps += 1;
-            let scale = tol.scale(&y, &y_new);
-            let error = (0..y.len()).map(|i| {
-                let err: f64 = E.iter().zip(&stages).map(|(e, k)| e * k[i]).sum();
-                err * h / scale[i]
-            });
-            let error_norm = rms(error);
             if error_norm < 1.0 {
                 let mut factor = if error_norm == 0.0 {
                     MAX_FACTOR
@@ -255,7 +269,7 @@ pub fn solve_rk45(
                 h_abs *= factor;
                 t = t_new;
                 y = y_new;
-                f = stages.pop().expect("the last stage is f(t + h, y_new)");
+                f = f_new;
                 break;
             }
             h_abs *= MIN_FACTOR.max(SAFETY * error_norm.powf(ERROR_EXPONENT));

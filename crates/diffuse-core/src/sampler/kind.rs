@@ -36,7 +36,10 @@ pub const SAMPLER_NAMES: &str =
 pub struct Capabilities {
     /// Model evaluations per step (Heun evaluates twice).
     pub evaluations_per_step: usize,
-    /// Whether it has a solver order (1–3).
+    /// The highest order of accuracy its steps reach (DPM-Solver++ and UniPC: with
+    /// `--solver-order 3`; PNDM: fourth-order linear multistep).
+    pub max_order: usize,
+    /// Whether it has a configurable solver order (1–3).
     pub solver_order: bool,
     /// Whether its σ can be spaced as Karras et al. do.
     pub karras_sigmas: bool,
@@ -54,6 +57,7 @@ pub struct Capabilities {
 
 const ONE_STEP: Capabilities = Capabilities {
     evaluations_per_step: 1,
+    max_order: 1,
     solver_order: false,
     karras_sigmas: false,
     x0_limit: true,
@@ -63,6 +67,7 @@ const ONE_STEP: Capabilities = Capabilities {
 };
 
 const SOLVER: Capabilities = Capabilities {
+    max_order: 3,
     solver_order: true,
     karras_sigmas: true,
     ..ONE_STEP
@@ -151,10 +156,12 @@ impl SamplerName {
             },
             Self::Heun => Capabilities {
                 evaluations_per_step: 2,
+                max_order: 2,
                 karras_sigmas: true,
                 ..ONE_STEP
             },
             Self::Pndm => Capabilities {
+                max_order: 4,
                 x0_limit: false,
                 set_alpha_to_one: true,
                 ..ONE_STEP
