@@ -14,8 +14,10 @@ use diffuse_core::sampler::{
 };
 use diffuse_core::schedule::TimestepSpacing;
 use diffuse_core::train::checkpoint;
-use diffuse_core::train::optimizer::LrDecay;
-use diffuse_core::train::{StopReason, TrainConfig, TrainObserver, Trainer, read_metrics};
+use diffuse_core::train::plumbing::LrDecay;
+use diffuse_core::train::{
+    StepReport, StopReason, TrainConfig, TrainObserver, Trainer, read_metrics,
+};
 
 fn shared_data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
@@ -55,8 +57,8 @@ struct StopAt {
 }
 
 impl TrainObserver for StopAt {
-    fn step(&mut self, step: usize, _loss: f64, _lr: f64) {
-        if step == self.at {
+    fn step(&mut self, report: &StepReport) {
+        if report.step == self.at {
             self.flag.store(true, Ordering::SeqCst);
         }
     }
