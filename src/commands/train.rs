@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use diffuse_core::train::checkpoint::load_state;
-use diffuse_core::train::{StopReason, TrainConfig, TrainObserver, TrainSummary, Trainer};
+use diffuse_core::train::{
+    StepReport, StopReason, TrainConfig, TrainObserver, TrainSummary, Trainer,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -225,14 +227,15 @@ impl ProgressObserver {
 }
 
 impl TrainObserver for ProgressObserver {
-    fn started(&mut self, step: usize, total: usize) {
-        self.bar.set_length(total as u64);
+    fn started(&mut self, step: usize, total: Option<usize>) {
+        self.bar.set_length(total.unwrap_or(0) as u64);
         self.bar.set_position(step as u64);
         self.bar.reset_eta();
     }
 
-    fn step(&mut self, step: usize, loss: f64, lr: f64) {
-        self.bar.set_position(step as u64);
+    fn step(&mut self, report: &StepReport) {
+        let (loss, lr) = (report.loss, report.lr);
+        self.bar.set_position(report.step as u64);
         self.bar.set_message(format!("loss {loss:.4}  lr {lr:.2e}"));
     }
 

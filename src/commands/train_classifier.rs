@@ -9,11 +9,11 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::Args;
 use diffuse_core::classifier::{
-    ClassifierData, ClassifierObserver, ClassifierSchedule, ClassifierSummary,
-    ClassifierTrainSettings, train_classifier,
+    ClassifierData, ClassifierSchedule, ClassifierSummary, ClassifierTrainSettings,
+    train_classifier,
 };
 use diffuse_core::data::ColorMode;
-use diffuse_core::train::StopReason;
+use diffuse_core::train::{StepReport, StopReason, TrainObserver};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::DeviceArgs;
@@ -95,8 +95,8 @@ struct ProgressObserver {
     bar: ProgressBar,
 }
 
-impl ClassifierObserver for ProgressObserver {
-    fn started(&mut self, total: Option<usize>) {
+impl TrainObserver for ProgressObserver {
+    fn started(&mut self, _step: usize, total: Option<usize>) {
         let template = match total {
             Some(total) => {
                 self.bar.set_length(total as u64);
@@ -113,10 +113,13 @@ impl ClassifierObserver for ProgressObserver {
         self.bar.reset_eta();
     }
 
-    fn step(&mut self, step: usize, loss: f64, accuracy: f64) {
-        self.bar.set_position(step as u64);
-        self.bar
-            .set_message(format!("loss {loss:.4}  acc {:.1}%", 100.0 * accuracy));
+    fn step(&mut self, report: &StepReport) {
+        let mut message = format!("loss {:.4}", report.loss);
+        if let Some(accuracy) = report.accuracy {
+            message.push_str(&format!("  acc {:.1}%", 100.0 * accuracy));
+        }
+        self.bar.set_position(report.step as u64);
+        self.bar.set_message(message);
     }
 
     fn note(&mut self, message: &str) {

@@ -16,6 +16,6 @@ pub use config::{ClassifierConfig, ClassifierSchedule};
 pub use guidance::log_prob_gradient;
 pub use model::NoiseAwareClassifier;
 pub use train::{
-    ClassifierData, ClassifierObserver, ClassifierSummary, ClassifierTrainSettings,
-    TimestepAccuracy, accuracy, train_classifier,
+    ClassifierData, ClassifierSummary, ClassifierTrainSettings, TimestepAccuracy, accuracy,
+    train_classifier,
 };

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use burn::module::Module;
@@ -23,14 +23,15 @@ use crate::data::loader::{BatchLoader, DataOrder};
 use crate::data::{ColorMode, DataKind, Dataset, DatasetSource, LoadOptions, Split};
 use crate::error::{DiffuseError, Result};
 use crate::forward::q_sample;
-use crate::io::write_atomically;
 use crate::noise::SeededNoise;
 use crate::schedule::NoiseSchedule;
 use crate::tensor_ops::to_host_f64;
-use crate::train::StopReason;
 use crate::train::objective::draw_noise;
 use crate::train::optimizer::{AdamW, AdamWSettings, FlatGradients, clip_factor};
-use crate::train::params::flat_parameters;
+use crate::train::plumbing::{
+    Annealing, LossGuard, LrSchedule, StepReport, StopConditions, StopReason, TrainObserver,
+    prepare_out_dir, seeded_init, write_summary,
+};
 use crate::train::timesteps::draw_uniform_timesteps;
 
 /// Salts of the step noise, the evaluation noise and the held-out split, so that none of them
@@ -43,6 +44,8 @@ const HELD_OUT_FRACTION: f64 = 0.1;
 /// Steps the reported loss and accuracy are averaged over.
 const REPORT_WINDOW: usize = 50;
 pub(crate) const EVAL_BATCH: usize = 256;
+/// What to change when the loss diverges.
+const LOSS_ADVICE: &str = "lower --learning-rate";
 
 /// Everything that defines a classifier run.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +179,19 @@ impl ClassifierTrainSettings {
             .clone()
             .unwrap_or_else(|| vec![0, t / 4, t / 2, 3 * t / 4])
     }
+
+    /// Warm-up, then half a cosine to zero over the run: by `steps` or by `time_budget`,
+    /// whichever is further along.
+    pub fn learning_rate_schedule(&self) -> LrSchedule {
+        LrSchedule {
+            peak: self.learning_rate,
+            warmup: self.warmup_steps,
+            annealing: Annealing::CosineOverRun {
+                steps: self.steps,
+                time_budget: self.time_budget,
+            },
+        }
+    }
 }
 
 /// Labelled images to train on and the held-out images to measure accuracy on.
@@ -265,20 +281,6 @@ impl ClassifierData {
     }
 }
 
-/// What a caller (a progress bar, a log) hears about a classifier run.
-pub trait ClassifierObserver {
-    /// Training starts; it runs `total` steps at most, if it has a step count.
-    fn started(&mut self, _total: Option<usize>) {}
-    /// Step `step` (1-based) finished; loss and accuracy are means over the recent steps' batches
-    /// (noisy and clean rows together).
-    fn step(&mut self, _step: usize, _loss: f64, _accuracy: f64) {}
-    /// Something worth a line: the evaluation, the saved folder.
-    fn note(&mut self, _message: &str) {}
-}
-
-/// A silent observer.
-impl ClassifierObserver for () {}
-
 /// The accuracy on the evaluation images noised to one timestep.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TimestepAccuracy {
@@ -328,22 +330,6 @@ fn refuse_existing_classifier(out: &Path) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Creates `out`, failing early when it cannot be written.
-fn prepare_out_dir(out: &Path) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| DiffuseError::io(out, e))?;
-    let probe = out.join(".write-test");
-    write_atomically(&probe, b"ok")?;
-    std::fs::remove_file(&probe).map_err(|e| DiffuseError::io(&probe, e))
-}
-
-/// Linear warm-up to `peak`, then half a cosine down to 0 as `progress` goes from 0 to 1.
-fn learning_rate(peak: f64, warmup: usize, step: usize, progress: f64) -> f64 {
-    if step < warmup {
-        return peak * (step + 1) as f64 / warmup as f64;
-    }
-    peak * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
 }
 
 /// ᾱ of the input at timestep `t`: evaluation at t = 0 means the clean image, as in training.
@@ -486,43 +472,44 @@ fn initial_network(
             settings.schedule.clone(),
         )
     };
-    // Seeding burn's generator and touching every parameter in order makes the initial weights
-    // a function of the seed.
-    device.seed(settings.seed);
-    let network = NoiseAwareClassifier::new(&config, device)?;
-    let _ = flat_parameters(&network);
-    Ok(network)
+    seeded_init(device, settings.seed, |device| {
+        NoiseAwareClassifier::new(&config, device)
+    })
 }
 
-/// Step `step` of AdamW on the mean cross-entropy −log p(y | x_t, t) of `batch`; returns the
-/// network and the batch's loss and accuracy.
-fn train_step(
-    network: NoiseAwareClassifier,
-    optimizer: &mut AdamW,
-    batch: NoisyBatch,
-    step: usize,
-    lr: f64,
+/// AdamW with global-norm clipping, and the guard against a diverging loss.
+struct Optimisation {
+    adam: AdamW,
     max_grad_norm: f64,
-) -> Result<(NoiseAwareClassifier, f64, f64)> {
-    let logits = network.forward(batch.x_t, &batch.timesteps)?;
-    let targets = one_hot(&batch.labels, network.config().num_classes, &logits)?;
-    let loss = log_likelihood(logits.clone(), targets).mean().neg();
-    let loss_value = to_host_f64(loss.clone().inner())?[0];
-    let accuracy = fraction_correct(&predictions(logits.inner())?, &batch.labels);
-    if !loss_value.is_finite() {
-        return Err(DiffuseError::Training(format!(
-            "the loss became {loss_value} at step {step}; lower the learning rate"
-        )));
+    guard: LossGuard,
+}
+
+impl Optimisation {
+    /// Step `step` (1-based) of AdamW on the mean cross-entropy −log p(y | x_t, t) of `batch`;
+    /// returns the network and the batch's loss and accuracy.
+    fn step(
+        &mut self,
+        network: NoiseAwareClassifier,
+        batch: NoisyBatch,
+        step: usize,
+        lr: f64,
+    ) -> Result<(NoiseAwareClassifier, f64, f64)> {
+        let logits = network.forward(batch.x_t, &batch.timesteps)?;
+        let targets = one_hot(&batch.labels, network.config().num_classes, &logits)?;
+        let loss = log_likelihood(logits.clone(), targets).mean().neg();
+        let loss_value = to_host_f64(loss.clone().inner())?[0];
+        let accuracy = fraction_correct(&predictions(logits.inner())?, &batch.labels);
+        self.guard.check(loss_value, step)?;
+        let mut grads = FlatGradients::from_backward(loss.backward(), &network);
+        if self.max_grad_norm > 0.0 {
+            grads.scale(clip_factor(grads.global_norm()?, self.max_grad_norm));
+        }
+        Ok((
+            self.adam.step(network, &mut grads, lr)?,
+            loss_value,
+            accuracy,
+        ))
     }
-    let mut grads = FlatGradients::from_backward(loss.backward(), &network);
-    if max_grad_norm > 0.0 {
-        grads.scale(clip_factor(grads.global_norm()?, max_grad_norm));
-    }
-    Ok((
-        optimizer.step(network, &mut grads, lr)?,
-        loss_value,
-        accuracy,
-    ))
 }
 
 /// The accuracy at every evaluation timestep.
@@ -530,7 +517,7 @@ fn evaluate(
     network: &NoiseAwareClassifier,
     data: &Dataset,
     settings: &ClassifierTrainSettings,
-    observer: &mut dyn ClassifierObserver,
+    observer: &mut dyn TrainObserver,
 ) -> Result<Vec<TimestepAccuracy>> {
     settings
         .eval_timesteps()
@@ -553,110 +540,118 @@ pub fn train_classifier(
     settings: &ClassifierTrainSettings,
     data: ClassifierData,
     device: &Device,
-    observer: &mut dyn ClassifierObserver,
+    observer: &mut dyn TrainObserver,
     stop: &AtomicBool,
 ) -> Result<ClassifierSummary> {
     settings.validate()?;
     let network = initial_network(settings, &data.train, device)?;
-    prepare_out_dir(&settings.out)?;
-    let schedule = settings.schedule.schedule()?;
+    prepare_out_dir(&settings.out, &[])?;
     let parameters = network.num_params();
-    let train_device = device.clone().autodiff();
-    let mut network = network.to_device(&train_device).train();
-    let mut optimizer = AdamW::new(AdamWSettings {
-        weight_decay: settings.weight_decay,
-        ..AdamWSettings::default()
-    });
-    let [c, h, w] = data.train.sample_shape;
-    let shape = [settings.batch_size, c, h, w];
-    let mut loader = BatchLoader::new(
-        Arc::new(data.train),
-        settings.batch_size,
-        false,
-        DataOrder::new(settings.seed),
-        4,
-    );
-
-    observer.started(settings.steps);
-    let started = Instant::now();
-    let mut recent = RecentMeans::default();
-    let (mut step, mut means, mut stop_reason) = (0, None, StopReason::Finished);
-    while settings.steps.is_none_or(|total| step < total) {
-        let elapsed = started.elapsed();
-        if stop.load(Ordering::SeqCst) {
-            stop_reason = StopReason::Interrupted;
-            break;
-        }
-        if settings.time_budget.is_some_and(|b| elapsed >= b) {
-            stop_reason = StopReason::TimeBudget;
-            break;
-        }
-        // Progress is the larger of the step and the time fraction, so a run cut short by its
-        // time budget still anneals its learning rate to zero.
-        let time_fraction = settings
-            .time_budget
-            .map_or(0.0, |b| elapsed.as_secs_f64() / b.as_secs_f64());
-        let step_fraction = settings
-            .steps
-            .map_or(0.0, |total| step as f64 / total as f64);
-        let lr = learning_rate(
-            settings.learning_rate,
-            settings.warmup_steps,
-            step,
-            step_fraction.max(time_fraction),
-        );
-        let batch = noisy_batch(settings, &schedule, &mut loader, shape, step, &train_device);
-        step += 1;
-        let (updated, loss, accuracy) = train_step(
-            network,
-            &mut optimizer,
-            batch,
-            step,
-            lr,
-            settings.max_grad_norm,
-        )?;
-        network = updated;
-        let (mean_loss, mean_accuracy) = recent.push(loss, accuracy);
-        means = Some((mean_loss, mean_accuracy));
-        observer.step(step, mean_loss, mean_accuracy);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    drop(loader);
-
-    let network = network.valid();
+    let ClassifierData {
+        train,
+        eval,
+        eval_split,
+    } = data;
+    let trained = train_steps(settings, network, train, device, observer, stop)?;
+    let network = trained.network.valid();
     network.save(&settings.out)?;
     observer.note(&format!("classifier saved to {}", settings.out.display()));
     let summary = ClassifierSummary {
-        stop: stop_reason,
-        step,
+        stop: trained.stop,
+        step: trained.step,
         total_steps: settings.steps,
-        seconds,
-        images_per_second: (step * settings.batch_size) as f64 / seconds.max(1e-9),
+        seconds: trained.seconds,
+        images_per_second: (trained.step * settings.batch_size) as f64 / trained.seconds.max(1e-9),
         parameters,
         dataset: settings.dataset.clone(),
-        train_loss: means.map(|m| m.0),
-        train_accuracy: means.map(|m| m.1),
-        accuracy: evaluate(&network, &data.eval, settings, observer)?,
-        eval_split: data.eval_split,
-        eval_samples: data.eval.len(),
+        train_loss: trained.means.map(|m| m.0),
+        train_accuracy: trained.means.map(|m| m.1),
+        accuracy: evaluate(&network, &eval, settings, observer)?,
+        eval_split,
+        eval_samples: eval.len(),
         out: settings.out.clone(),
     };
-    let json = serde_json::to_string_pretty(&summary).expect("summaries always serialise");
-    write_atomically(&settings.out.join("summary.json"), json.as_bytes())?;
+    write_summary(&settings.out, &summary)?;
     Ok(summary)
+}
+
+/// What the training steps leave: the network (on the autodiff device), why they stopped, how
+/// many ran in how many seconds, and the last recent means of loss and accuracy.
+struct Trained {
+    network: NoiseAwareClassifier,
+    stop: StopReason,
+    step: usize,
+    seconds: f64,
+    means: Option<(f64, f64)>,
+}
+
+/// Trains `network` on `train` until the step count, the time budget or `stop`.
+fn train_steps(
+    settings: &ClassifierTrainSettings,
+    network: NoiseAwareClassifier,
+    train: Dataset,
+    device: &Device,
+    observer: &mut dyn TrainObserver,
+    stop: &AtomicBool,
+) -> Result<Trained> {
+    let schedule = settings.schedule.schedule()?;
+    let train_device = device.clone().autodiff();
+    let mut network = network.to_device(&train_device).train();
+    let mut optimisation = Optimisation {
+        adam: AdamW::new(AdamWSettings {
+            weight_decay: settings.weight_decay,
+            ..AdamWSettings::default()
+        }),
+        max_grad_norm: settings.max_grad_norm,
+        guard: LossGuard::new(LOSS_ADVICE),
+    };
+    let [c, h, w] = train.sample_shape;
+    let shape = [settings.batch_size, c, h, w];
+    let order = DataOrder::new(settings.seed);
+    let mut loader = BatchLoader::new(Arc::new(train), settings.batch_size, false, order, 4);
+    let lr_schedule = settings.learning_rate_schedule();
+
+    observer.started(0, settings.steps);
+    let started = Instant::now();
+    let limits = StopConditions {
+        stop,
+        deadline: settings.time_budget.and_then(|b| started.checked_add(b)),
+    };
+    let mut recent = RecentMeans::default();
+    let (mut step, mut means) = (0, None);
+    let stop_reason = loop {
+        if settings.steps.is_some_and(|total| step >= total) {
+            break StopReason::Finished;
+        }
+        if let Some(reason) = limits.reached() {
+            break reason;
+        }
+        let lr = lr_schedule.rate(step, started.elapsed());
+        let batch = noisy_batch(settings, &schedule, &mut loader, shape, step, &train_device);
+        step += 1;
+        let (updated, loss, accuracy) = optimisation.step(network, batch, step, lr)?;
+        network = updated;
+        let (mean_loss, mean_accuracy) = recent.push(loss, accuracy);
+        means = Some((mean_loss, mean_accuracy));
+        observer.step(&StepReport {
+            step,
+            loss: mean_loss,
+            lr,
+            accuracy: Some(mean_accuracy),
+        });
+    };
+    Ok(Trained {
+        network,
+        stop: stop_reason,
+        step,
+        seconds: started.elapsed().as_secs_f64(),
+        means,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_learning_rate_warms_up_then_anneals_with_progress() {
-        assert_eq!(learning_rate(1.0, 4, 0, 0.0), 0.25);
-        assert_eq!(learning_rate(1.0, 4, 4, 0.0), 1.0);
-        assert!((learning_rate(1.0, 4, 10, 0.5) - 0.5).abs() < 1e-12);
-        assert!(learning_rate(1.0, 4, 10, 1.5).abs() < 1e-12);
-    }
 
     #[test]
     fn a_folder_without_a_test_split_holds_out_a_seeded_tenth() {

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::ema::EmaSettings;
-use super::optimizer::{AdamWSettings, LrDecay};
+use super::optimizer::AdamWSettings;
+use super::plumbing::{Annealing, LrDecay, LrSchedule};
 use super::timesteps::{LossHistory, TimestepSampling};
 use crate::data::ColorMode;
 use crate::error::{DiffuseError, Result};
@@ -283,6 +284,18 @@ impl TrainConfig {
             beta2: self.adam_beta2,
             epsilon: self.adam_epsilon,
             weight_decay: self.weight_decay,
+        }
+    }
+
+    /// Warm-up over `warmup_steps`, then `lr_schedule` until step `steps`.
+    pub fn learning_rate_schedule(&self) -> LrSchedule {
+        LrSchedule {
+            peak: self.learning_rate,
+            warmup: self.warmup_steps,
+            annealing: match self.lr_schedule {
+                LrDecay::Constant => Annealing::Constant,
+                LrDecay::Cosine => Annealing::CosineAfterWarmup { total: self.steps },
+            },
         }
     }
 

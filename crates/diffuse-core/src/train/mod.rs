@@ -1,16 +1,22 @@
 //! Training: the denoising objective, AdamW with clipping and accumulation, the EMA, crash-safe
-//! checkpoints and the loop that ties them to the data.
+//! checkpoints, metrics and previews, the loop that ties them to the data, and the plumbing every
+//! training loop shares (also the classifier's).
 
 pub mod checkpoint;
 pub mod config;
 pub mod ema;
+pub mod metrics;
 pub mod model;
 pub mod objective;
 pub mod optimizer;
 pub mod params;
+pub mod plumbing;
+pub mod previews;
 pub mod timesteps;
 pub mod trainer;
 
 pub use config::TrainConfig;
+pub use metrics::{MetricsLine, read_metrics};
 pub use model::{ModelConfig, PRESETS};
-pub use trainer::{MetricsLine, StopReason, TrainObserver, TrainSummary, Trainer, read_metrics};
+pub use plumbing::{StepReport, StopReason, TrainObserver};
+pub use trainer::{TrainSummary, Trainer};

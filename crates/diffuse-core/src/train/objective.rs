@@ -93,25 +93,41 @@ pub struct BatchLoss {
     pub vlb_terms: Option<(Vec<usize>, Vec<f64>)>,
 }
 
+/// A batch at its training timesteps: x₀ and x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε.
+struct NoisedBatch<'a> {
+    timesteps: &'a [usize],
+    alpha_bars: &'a [f64],
+    x0: Tensor<4>,
+    x_t: Tensor<4>,
+}
+
+/// A learned-variance network's output, split: the mean's prediction and the variance channels.
+struct SplitOutput {
+    prediction: Tensor<4>,
+    variance: Tensor<4>,
+}
+
 /// L_vlb's term per sample, in bits/dim, with the mean held constant: through it only the variance
 /// output learns (Nichol & Dhariwal 2021, §3.1, "stop-gradient on μ_θ").
-#[allow(clippy::too_many_arguments)]
 fn vlb_term_with_frozen_mean(
     schedule: &NoiseSchedule,
     prediction_type: PredictionType,
-    timesteps: &[usize],
-    alpha_bars: &[f64],
-    x0: Tensor<4>,
-    x_t: Tensor<4>,
-    prediction: Tensor<4>,
-    variance_output: Tensor<4>,
+    batch: NoisedBatch<'_>,
+    output: SplitOutput,
 ) -> Result<Tensor<1>> {
-    let x0_predicted = prediction_type.x0_per_row(prediction.detach(), x_t.clone(), alpha_bars);
+    let NoisedBatch {
+        timesteps,
+        alpha_bars,
+        x0,
+        x_t,
+    } = batch;
+    let x0_predicted =
+        prediction_type.x0_per_row(output.prediction.detach(), x_t.clone(), alpha_bars);
     let log_variance = model_log_variance(
         schedule,
         timesteps,
         DdpmVariance::LearnedRange,
-        Some(variance_output),
+        Some(output.variance),
         &x_t,
     )?;
     Ok(vlb_terms_bits(
@@ -124,84 +140,107 @@ fn vlb_term_with_frozen_mean(
     ))
 }
 
-/// The loss of one batch: mean_i w_i · (mean ‖target_i − f(x_t, t)_i‖² [+ λ T L_vlb,i for a
-/// learned variance, the single-sample estimate of λ Σ_t L_t]). `sampling` draws the timesteps
-/// and their weights; all randomness comes from `rng`, so a step is reproduced by reseeding it.
-pub fn denoising_loss(
-    network: &DenoisingNetwork,
-    schedule: &NoiseSchedule,
-    settings: &ObjectiveSettings,
-    sampling: &TimestepSampling,
-    batch: &CleanBatch<'_>,
-    rng: &mut ChaCha8Rng,
-    device: &Device,
-) -> Result<BatchLoss> {
-    let [b, c, _, _] = batch.shape;
-    let drawn = sampling.draw(rng, b, schedule);
-    let noise = draw_noise(rng, batch.shape, settings.offset_noise);
-    let labels = match (batch.labels, network.class_table_size()) {
-        (Some(labels), Some(table)) => {
-            Some(drop_labels(rng, labels, table - 1, settings.label_dropout))
+/// A run's denoising objective: the forward process, the options of the loss, and how the
+/// timesteps are drawn (importance sampling learns from the losses it sees).
+#[derive(Debug, Clone)]
+pub struct Objective {
+    pub schedule: NoiseSchedule,
+    pub settings: ObjectiveSettings,
+    pub timesteps: TimestepSampling,
+}
+
+impl Objective {
+    /// The loss of one batch: mean_i w_i · (mean ‖target_i − f(x_t, t)_i‖² [+ λ T L_vlb,i for a
+    /// learned variance, the single-sample estimate of λ Σ_t L_t]). The timestep sampling draws
+    /// the timesteps and their weights; all randomness comes from `rng`, so a step is reproduced
+    /// by reseeding it.
+    pub fn loss(
+        &self,
+        network: &DenoisingNetwork,
+        batch: &CleanBatch<'_>,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<BatchLoss> {
+        let (schedule, settings) = (&self.schedule, &self.settings);
+        let [b, c, _, _] = batch.shape;
+        let drawn = self.timesteps.draw(rng, b, schedule);
+        let noise = draw_noise(rng, batch.shape, settings.offset_noise);
+        let labels = match (batch.labels, network.class_table_size()) {
+            (Some(labels), Some(table)) => {
+                Some(drop_labels(rng, labels, table - 1, settings.label_dropout))
+            }
+            _ => None,
+        };
+        let t = &drawn.timesteps;
+        let alpha_bars: Vec<f64> = t.iter().map(|&t| schedule.alpha_bar_at(t)).collect();
+        let x0 = host_tensor(batch.values.to_vec(), batch.shape, device);
+        let noise = host_tensor(noise, batch.shape, device);
+        let x_t = q_sample(x0.clone(), noise.clone(), &alpha_bars);
+        let target = settings
+            .prediction_type
+            .target(x0.clone(), noise, &alpha_bars);
+        let output = network.forward(x_t.clone(), t, labels.as_deref())?;
+        let learned_variance = output.dims()[1] == 2 * c;
+        let (prediction, variance) = if learned_variance {
+            let (prediction, variance) = split_variance_output(output, c)?;
+            (prediction, Some(variance))
+        } else {
+            (output, None)
+        };
+        let per_sample_error = (prediction.clone() - target)
+            .powi_scalar(2)
+            .reshape([b as i32, -1])
+            .mean_dim(1);
+        let mut weights = drawn.weights.clone();
+        if let Some(gamma) = settings.min_snr_gamma {
+            for (w, &a) in weights.iter_mut().zip(&alpha_bars) {
+                *w *= min_snr_weight(a / (1.0 - a), gamma, settings.prediction_type);
+            }
         }
-        _ => None,
-    };
-    let t = &drawn.timesteps;
-    let alpha_bars: Vec<f64> = t.iter().map(|&t| schedule.alpha_bar_at(t)).collect();
-    let x0 = host_tensor(batch.values.to_vec(), batch.shape, device);
-    let noise = host_tensor(noise, batch.shape, device);
-    let x_t = q_sample(x0.clone(), noise.clone(), &alpha_bars);
-    let target = settings
-        .prediction_type
-        .target(x0.clone(), noise, &alpha_bars);
-    let output = network.forward(x_t.clone(), t, labels.as_deref())?;
-    let learned_variance = output.dims()[1] == 2 * c;
-    let (prediction, variance_output) = if learned_variance {
-        let (prediction, variance) = split_variance_output(output, c)?;
-        (prediction, Some(variance))
-    } else {
-        (output, None)
-    };
-    let per_sample_error = (prediction.clone() - target)
-        .powi_scalar(2)
-        .reshape([b as i32, -1])
-        .mean_dim(1);
-    let mut weights = drawn.weights.clone();
-    if let Some(gamma) = settings.min_snr_gamma {
-        for (w, &a) in weights.iter_mut().zip(&alpha_bars) {
-            *w *= min_snr_weight(a / (1.0 - a), gamma, settings.prediction_type);
+        let (per_sample_loss, vlb_terms) = match variance {
+            Some(variance) => {
+                let steps: Vec<usize> = t.iter().map(|&t| t as usize).collect();
+                let noised = NoisedBatch {
+                    timesteps: &steps,
+                    alpha_bars: &alpha_bars,
+                    x0,
+                    x_t,
+                };
+                let output = SplitOutput {
+                    prediction,
+                    variance,
+                };
+                let vlb =
+                    vlb_term_with_frozen_mean(schedule, settings.prediction_type, noised, output)?;
+                let scale = settings.vlb_weight * schedule.num_train_timesteps() as f64;
+                let host = to_host_f64(vlb.clone().detach())?;
+                let loss = per_sample_error + vlb.reshape([b, 1]).mul_scalar(scale);
+                (loss, Some((steps, host)))
+            }
+            None => (per_sample_error, None),
+        };
+        let weighted = if weights.iter().all(|&w| w == 1.0) {
+            per_sample_loss
+        } else {
+            per_sample_loss.clone() * per_sample(&weights, &per_sample_loss)
+        };
+        let host = to_host_f64(weighted.clone().detach())?;
+        Ok(BatchLoss {
+            loss: weighted.mean(),
+            value: host.iter().sum::<f64>() / b as f64,
+            vlb_terms,
+        })
+    }
+
+    /// Lets importance sampling learn from the L_vlb terms of a batch's loss.
+    pub fn record(&mut self, loss: &BatchLoss) -> Result<()> {
+        match (&mut self.timesteps, &loss.vlb_terms) {
+            (TimestepSampling::Importance(history), Some((steps, terms))) => {
+                history.record(steps, terms)
+            }
+            _ => Ok(()),
         }
     }
-    let (per_sample_loss, vlb_terms) = match variance_output {
-        Some(variance_output) => {
-            let steps: Vec<usize> = t.iter().map(|&t| t as usize).collect();
-            let vlb = vlb_term_with_frozen_mean(
-                schedule,
-                settings.prediction_type,
-                &steps,
-                &alpha_bars,
-                x0,
-                x_t,
-                prediction,
-                variance_output,
-            )?;
-            let scale = settings.vlb_weight * schedule.num_train_timesteps() as f64;
-            let host = to_host_f64(vlb.clone().detach())?;
-            let loss = per_sample_error + vlb.reshape([b, 1]).mul_scalar(scale);
-            (loss, Some((steps, host)))
-        }
-        None => (per_sample_error, None),
-    };
-    let weighted = if weights.iter().all(|&w| w == 1.0) {
-        per_sample_loss
-    } else {
-        per_sample_loss.clone() * per_sample(&weights, &per_sample_loss)
-    };
-    let host = to_host_f64(weighted.clone().detach())?;
-    Ok(BatchLoss {
-        loss: weighted.mean(),
-        value: host.iter().sum::<f64>() / b as f64,
-        vlb_terms,
-    })
 }
 
 #[cfg(test)]
@@ -246,17 +285,18 @@ mod tests {
         let x0 = host_tensor(values(0.2), [2, 1, 2, 2], &device);
         // Near x_0, so that the t = 0 decoder's narrow bins hold mass (and gradient).
         let x_t = host_tensor(values(0.199), [2, 1, 2, 2], &device);
-        let vlb = vlb_term_with_frozen_mean(
-            &schedule,
-            PredictionType::Epsilon,
-            &steps,
-            &alpha_bars,
+        let noised = NoisedBatch {
+            timesteps: &steps,
+            alpha_bars: &alpha_bars,
             x0,
             x_t,
-            prediction.clone(),
-            variance_output.clone(),
-        )
-        .unwrap();
+        };
+        let output = SplitOutput {
+            prediction: prediction.clone(),
+            variance: variance_output.clone(),
+        };
+        let vlb =
+            vlb_term_with_frozen_mean(&schedule, PredictionType::Epsilon, noised, output).unwrap();
         let grads = vlb.sum().backward();
         let variance_grad = to_host_f64(variance_output.grad(&grads).unwrap()).unwrap();
         assert!(

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Gradients, Tensor};
-use serde::{Deserialize, Serialize};
 
 use super::params::{flat_parameters, from_host, to_host, update_parameters};
 use crate::error::{DiffuseError, Result};
@@ -81,30 +80,6 @@ impl FlatGradients {
 /// The factor that brings the global norm down to `max_norm` (PyTorch's `clip_grad_norm_`).
 pub fn clip_factor(global_norm: f64, max_norm: f64) -> f64 {
     (max_norm / (global_norm + 1e-6)).min(1.0)
-}
-
-/// How the learning rate moves after the warm-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LrDecay {
-    Constant,
-    /// Half a cosine from the peak to zero at the last step.
-    Cosine,
-}
-
-/// Linear warm-up from 0 to `peak` over `warmup` steps, then `decay` until `total` steps.
-pub fn learning_rate(step: usize, peak: f64, warmup: usize, decay: LrDecay, total: usize) -> f64 {
-    if step < warmup {
-        return peak * (step + 1) as f64 / warmup as f64;
-    }
-    match decay {
-        LrDecay::Constant => peak,
-        LrDecay::Cosine => {
-            let span = total.saturating_sub(warmup).max(1) as f64;
-            let progress = ((step - warmup) as f64 / span).min(1.0);
-            peak * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
-        }
-    }
 }
 
 /// AdamW's hyper-parameters (Loshchilov & Hutter 2019, Algorithm 2), PyTorch's defaults.
@@ -229,17 +204,6 @@ impl AdamW {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn warmup_rises_linearly_and_cosine_reaches_zero() {
-        let lr = |s| learning_rate(s, 1.0, 4, LrDecay::Cosine, 14);
-        assert_eq!(lr(0), 0.25);
-        assert_eq!(lr(3), 1.0);
-        assert_eq!(lr(4), 1.0);
-        assert!((lr(9) - 0.5).abs() < 1e-12);
-        assert!(lr(14).abs() < 1e-12);
-        assert_eq!(learning_rate(100, 2.0, 4, LrDecay::Constant, 14), 2.0);
-    }
 
     #[test]
     fn clipping_only_shrinks() {

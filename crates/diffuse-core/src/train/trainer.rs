@@ -1,15 +1,14 @@
-//! The training loop: batches from the background loader, the denoising loss, AdamW with global
-//! clipping and accumulation, the EMA, metrics, sample grids, checkpoints and the exported
-//! pipeline folder.
+//! The denoiser's training loop: batches from the background loader, the denoising loss, AdamW
+//! with global clipping and accumulation, the EMA, metrics, sample grids, checkpoints and the
+//! exported pipeline folder.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use burn::module::Module;
-use burn::tensor::{DType, Device};
+use burn::tensor::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -17,54 +16,29 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint::{self, CheckpointTensors, TrainingState};
 use super::config::TrainConfig;
 use super::ema::ema_update;
+use super::metrics::{MetricsLine, MetricsLog, StepStats};
 use super::model::ModelConfig;
-use super::objective::{CleanBatch, ObjectiveSettings, denoising_loss};
-use super::optimizer::{AdamW, FlatGradients, clip_factor, learning_rate};
-use super::params::{flat_parameters, parameters_from_host, parameters_to_host};
+use super::objective::{CleanBatch, Objective, ObjectiveSettings};
+use super::optimizer::{AdamW, FlatGradients, clip_factor};
+use super::params::{parameters_from_host, parameters_to_host};
+use super::plumbing::{
+    LossGuard, StepReport, StopConditions, StopReason, TrainObserver, prepare_out_dir, seeded_init,
+    write_summary,
+};
+use super::previews::{SamplePreview, write_loss_curve};
 use super::timesteps::TimestepSampling;
 use crate::config::DiffusersConfig;
-use crate::data::loader::{BatchLoader, DataOrder};
+use crate::data::loader::{Batch, BatchLoader, DataOrder};
 use crate::data::{DataKind, Dataset, DatasetSource, LoadOptions};
 use crate::error::{DiffuseError, Result};
 use crate::io::write_atomically;
-use crate::pipeline::{DenoisingNetwork, DiffusionPipeline, NetworkDenoiser};
-use crate::plot::{ScatterLayer, image_grid_png, loss_curve_png, scatter_panels_png};
-use crate::sampler::{
-    GenerationConfig, SamplerKind, SamplerName, SamplerSettings, SamplingPlan, X0Limit, generate,
-};
-use crate::schedule::{NoiseSchedule, TimestepSpacing};
+use crate::pipeline::{DenoisingNetwork, DiffusionPipeline};
 
 /// Salt of the step-noise streams, so they never coincide with the data-order streams.
 const STEP_NOISE_SALT: u64 = 0x7ea1_5eed_0f5b_edaa;
-/// Samples per class row of the class-conditional grid, and the grid size otherwise.
-const GRID_COLUMNS: usize = 8;
-const UNCONDITIONAL_GRID: usize = 64;
-const VECTOR_SAMPLES: usize = 2000;
-
-/// What the caller (a progress bar, a log) hears about a run.
-pub trait TrainObserver {
-    /// Training starts (or resumes) at `step` of `total`.
-    fn started(&mut self, _step: usize, _total: usize) {}
-    /// Step `step` (1-based) finished with this loss and learning rate.
-    fn step(&mut self, _step: usize, _loss: f64, _lr: f64) {}
-    /// Something worth a line: a checkpoint, a sample grid.
-    fn note(&mut self, _message: &str) {}
-}
-
-/// A silent observer.
-impl TrainObserver for () {}
-
-/// Why [`Trainer::run`] returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StopReason {
-    /// All `steps` done.
-    Finished,
-    /// The time budget ran out (the run can be resumed with more steps).
-    TimeBudget,
-    /// Stopped from outside (Ctrl-C): a checkpoint was saved, no final samples drawn.
-    Interrupted,
-}
+/// What to change when the loss diverges.
+const LOSS_ADVICE: &str = "lower --learning-rate or set --max-grad-norm";
+const METRICS_FILE: &str = "metrics.jsonl";
 
 /// What a run did, also written as `summary.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,17 +57,29 @@ pub struct TrainSummary {
     pub loss_png: PathBuf,
 }
 
-/// One line of `metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MetricsLine {
-    pub step: usize,
-    /// The loss of this step.
-    pub loss: f64,
-    /// Mean loss since the previous line.
-    pub loss_mean: f64,
-    pub lr: f64,
-    pub grad_norm: f64,
-    pub images_per_second: f64,
+/// The network being trained (on the autodiff device), its EMA, and AdamW's moments.
+struct Weights {
+    network: DenoisingNetwork,
+    ema: DenoisingNetwork,
+    optimizer: AdamW,
+}
+
+impl Weights {
+    /// One AdamW step of the network with `grads` at `lr`, then the EMA's update with `decay`.
+    fn update(&mut self, grads: &mut FlatGradients, lr: f64, decay: f64) -> Result<()> {
+        let network = std::mem::replace(&mut self.network, self.ema.clone());
+        self.network = self.optimizer.step(network, grads, lr)?;
+        let ema = std::mem::replace(&mut self.ema, self.network.valid());
+        self.ema = ema_update(ema, &self.network, decay)?;
+        Ok(())
+    }
+}
+
+/// Where a run stands: the steps done, and the data order after them.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    step: usize,
+    order: DataOrder,
 }
 
 /// A run ready to train: data loaded, network built or restored, output folder checked.
@@ -101,17 +87,12 @@ pub struct Trainer {
     config: TrainConfig,
     model_config: ModelConfig,
     dataset: Arc<Dataset>,
-    schedule: NoiseSchedule,
-    objective: ObjectiveSettings,
-    timestep_sampling: TimestepSampling,
+    objective: Objective,
     device: Device,
     train_device: Device,
-    network: DenoisingNetwork,
-    ema: DenoisingNetwork,
-    optimizer: AdamW,
-    step: usize,
-    order: DataOrder,
-    metrics: Vec<MetricsLine>,
+    weights: Weights,
+    position: Position,
+    metrics: MetricsLog,
 }
 
 fn load_dataset(config: &TrainConfig) -> Result<Dataset> {
@@ -133,12 +114,30 @@ fn model_config_json(config: &ModelConfig) -> String {
     }
 }
 
-/// Fails early when `out` cannot hold a run, instead of after the first hour of training.
-fn prepare_out_dir(out: &Path) -> Result<()> {
-    std::fs::create_dir_all(out.join("checkpoints")).map_err(|e| DiffuseError::io(out, e))?;
-    let probe = out.join(".write-test");
-    write_atomically(&probe, b"ok")?;
-    std::fs::remove_file(&probe).map_err(|e| DiffuseError::io(&probe, e))
+/// The network `config` asks for (a preset or a config file), fitted to `dataset`.
+fn fitted_model_config(config: &TrainConfig, dataset: &Dataset) -> Result<ModelConfig> {
+    let classes = match (config.class_conditional, dataset.num_classes()) {
+        (false, _) => None,
+        (true, 0) => {
+            return Err(DiffuseError::config(format!(
+                "--class-conditional needs labelled data; `{}` has no classes",
+                config.dataset
+            )));
+        }
+        (true, k) => Some(k),
+    };
+    let learned_variance = config.variance()?.is_learned();
+    match &config.model_config {
+        Some(path) => {
+            ModelConfig::from_file(path)?.fitted(dataset, classes, learned_variance, false)
+        }
+        None => ModelConfig::preset(&config.preset, dataset.kind)?.fitted(
+            dataset,
+            classes,
+            learned_variance,
+            true,
+        ),
+    }
 }
 
 impl Trainer {
@@ -153,53 +152,25 @@ impl Trainer {
         }
         let dataset = load_dataset(&config)?;
         let trainer = Self::from_dataset(config, dataset, device)?;
-        prepare_out_dir(&trainer.config.out)?;
+        prepare_out_dir(&trainer.config.out, &["checkpoints"])?;
         Ok(trainer)
     }
 
     /// A new run on data already in memory; nothing is written until it runs.
     pub fn from_dataset(config: TrainConfig, dataset: Dataset, device: &Device) -> Result<Self> {
         config.validate()?;
-        let classes = match (config.class_conditional, dataset.num_classes()) {
-            (false, _) => None,
-            (true, 0) => {
-                return Err(DiffuseError::config(format!(
-                    "--class-conditional needs labelled data; `{}` has no classes",
-                    config.dataset
-                )));
-            }
-            (true, k) => Some(k),
+        let model_config = fitted_model_config(&config, &dataset)?;
+        let network = seeded_init(device, config.seed, |device| model_config.build(device))?;
+        let weights = Weights {
+            network: network.clone(),
+            ema: network,
+            optimizer: AdamW::new(config.adam()),
         };
-        let learned_variance = config.variance()?.is_learned();
-        let model_config = match &config.model_config {
-            Some(path) => {
-                ModelConfig::from_file(path)?.fitted(&dataset, classes, learned_variance, false)?
-            }
-            None => ModelConfig::preset(&config.preset, dataset.kind)?.fitted(
-                &dataset,
-                classes,
-                learned_variance,
-                true,
-            )?,
+        let position = Position {
+            step: 0,
+            order: DataOrder::new(config.seed),
         };
-        // Seeding burn's generator and touching every parameter in order makes the initial
-        // weights a function of the seed.
-        device.seed(config.seed);
-        let network = model_config.build(device)?;
-        let _ = flat_parameters(&network);
-        let optimizer = AdamW::new(config.adam());
-        let order = DataOrder::new(config.seed);
-        Self::assemble(
-            config,
-            model_config,
-            dataset,
-            network.clone(),
-            network,
-            optimizer,
-            0,
-            order,
-            device,
-        )
+        Self::assemble(config, model_config, dataset, weights, position, device)
     }
 
     /// Continues the run saved in `dir` (a run folder or one checkpoint folder). `config` must
@@ -222,7 +193,7 @@ impl Trainer {
         }
         let config_path = saved.dir.join(checkpoint::MODEL_CONFIG);
         let model_config = ModelConfig::from_file(&config_path)?;
-        prepare_out_dir(&config.out)?;
+        prepare_out_dir(&config.out, &["checkpoints"])?;
         let fresh = model_config.build(device)?;
         let what = format!("checkpoint {}", saved.dir.display());
         let network = parameters_from_host(fresh.clone(), &saved.tensors.model, &what)?;
@@ -233,60 +204,56 @@ impl Trainer {
             &saved.tensors.optimizer,
             saved.state.optimizer_updates,
         )?;
-        let mut trainer = Self::assemble(
-            config,
-            model_config,
-            dataset,
+        let weights = Weights {
             network,
             ema,
             optimizer,
-            saved.state.step,
-            saved.state.data_order,
-            device,
-        )?;
+        };
+        let position = Position {
+            step: saved.state.step,
+            order: saved.state.data_order,
+        };
+        let mut trainer = Self::assemble(config, model_config, dataset, weights, position, device)?;
         if let (TimestepSampling::Importance(history), Some(saved)) =
-            (&mut trainer.timestep_sampling, saved.state.loss_history)
+            (&mut trainer.objective.timesteps, saved.state.loss_history)
         {
             *history = saved;
         }
-        trainer.metrics = read_metrics(&trainer.config.out.join("metrics.jsonl"))?
-            .into_iter()
-            .filter(|m| m.step <= trainer.step)
-            .collect();
+        trainer.metrics =
+            MetricsLog::resumed(trainer.config.out.join(METRICS_FILE), position.step)?;
         Ok(trainer)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The trainer of `weights` at `position`; the network moves to the autodiff device.
     fn assemble(
         config: TrainConfig,
         model_config: ModelConfig,
         dataset: Dataset,
-        network: DenoisingNetwork,
-        ema: DenoisingNetwork,
-        optimizer: AdamW,
-        step: usize,
-        order: DataOrder,
+        weights: Weights,
+        position: Position,
         device: &Device,
     ) -> Result<Self> {
         let train_device = device.clone().autodiff();
-        let timestep_sampling = config.timestep_sampling()?;
-        let objective = ObjectiveSettings {
+        let settings = ObjectiveSettings {
             prediction_type: config.prediction()?,
             min_snr_gamma: config.min_snr_gamma,
             offset_noise: config.offset_noise,
             label_dropout: config.label_dropout,
             vlb_weight: config.vlb_weight,
         };
-        Ok(Self {
+        let objective = Objective {
             schedule: config.schedule()?,
+            settings,
+            timesteps: config.timestep_sampling()?,
+        };
+        Ok(Self {
             objective,
-            timestep_sampling,
-            network: network.to_device(&train_device).train(),
-            ema,
-            optimizer,
-            step,
-            order,
-            metrics: Vec::new(),
+            weights: Weights {
+                network: weights.network.to_device(&train_device).train(),
+                ..weights
+            },
+            position,
+            metrics: MetricsLog::new(config.out.join(METRICS_FILE)),
             model_config,
             dataset: Arc::new(dataset),
             device: device.clone(),
@@ -305,16 +272,16 @@ impl Trainer {
 
     /// Steps completed so far.
     pub fn step(&self) -> usize {
-        self.step
+        self.position.step
     }
 
     pub fn num_parameters(&self) -> usize {
-        self.ema.num_params()
+        self.weights.ema.num_params()
     }
 
     /// The logged metrics, oldest first.
     pub fn metrics(&self) -> &[MetricsLine] {
-        &self.metrics
+        self.metrics.lines()
     }
 
     /// Trains until `config.steps`, until `deadline`, or until `stop` is raised; every way out
@@ -326,88 +293,93 @@ impl Trainer {
         deadline: Option<Instant>,
     ) -> Result<TrainSummary> {
         let total = self.config.steps;
-        observer.started(self.step, total);
-        let mut metrics_file = self.open_metrics()?;
+        observer.started(self.position.step, Some(total));
+        self.metrics.open()?;
         let mut loader = self.batch_loader();
         let started = Instant::now();
-        let first_step = self.step;
-        let mut interval = (Instant::now(), 0.0, 0usize);
-        let mut last_checkpoint = None;
-        let mut stop_reason = StopReason::Finished;
-        while self.step < total {
-            if stop.load(Ordering::SeqCst) {
-                stop_reason = StopReason::Interrupted;
-                break;
+        let first_step = self.position.step;
+        let limits = StopConditions { stop, deadline };
+        let mut guard = LossGuard::new(LOSS_ADVICE);
+        let stop_reason = loop {
+            if self.position.step >= total {
+                break StopReason::Finished;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                stop_reason = StopReason::TimeBudget;
-                break;
+            if let Some(reason) = limits.reached() {
+                break reason;
             }
-            let kept = last_checkpoint
-                .as_ref()
-                .map(|(_, path): &(usize, PathBuf)| path.clone());
-            let (loss, grad_norm, lr) = self.train_step(&mut loader, kept.as_deref())?;
-            observer.step(self.step, loss, lr);
-            interval.1 += loss;
-            interval.2 += 1;
-            if self.step.is_multiple_of(self.config.log_every) || self.step == total {
-                let seconds = interval.0.elapsed().as_secs_f64().max(1e-9);
-                let line = MetricsLine {
-                    step: self.step,
-                    loss,
-                    loss_mean: interval.1 / interval.2 as f64,
-                    lr,
-                    grad_norm,
-                    images_per_second: (interval.2 * self.images_per_step()) as f64 / seconds,
-                };
-                let json = serde_json::to_string(&line).expect("metrics always serialise");
-                writeln!(metrics_file, "{json}").map_err(|e| self.metrics_error(e))?;
-                metrics_file.flush().map_err(|e| self.metrics_error(e))?;
-                self.metrics.push(line);
-                interval = (Instant::now(), 0.0, 0);
-            }
-            if self.config.checkpoint_every > 0
-                && self.step.is_multiple_of(self.config.checkpoint_every)
-            {
-                last_checkpoint = Some((self.step, self.save_checkpoint()?));
-                observer.note(&format!("checkpoint at step {}", self.step));
-            }
-            if self.config.sample_every > 0 && self.step.is_multiple_of(self.config.sample_every) {
-                let path = self
-                    .config
-                    .out
-                    .join(format!("samples/step-{:08}.png", self.step));
-                self.write_samples(&path)?;
-                observer.note(&format!(
-                    "samples at step {}: {}",
-                    self.step,
-                    path.display()
-                ));
-            }
+            let stats = self.train_step(&mut loader, &guard)?;
+            self.after_step(stats, &mut guard, observer)?;
+        };
+        let run = RunEnd {
+            stop: stop_reason,
+            started,
+            first_step,
+        };
+        self.finish(run, &guard, observer)
+    }
+
+    /// Reports the step, and writes its metrics line, checkpoint and sample grid when due.
+    fn after_step(
+        &mut self,
+        stats: StepStats,
+        guard: &mut LossGuard,
+        observer: &mut dyn TrainObserver,
+    ) -> Result<()> {
+        let step = self.position.step;
+        observer.step(&StepReport {
+            step,
+            loss: stats.loss,
+            lr: stats.lr,
+            accuracy: None,
+        });
+        self.metrics.count(stats.loss);
+        if step.is_multiple_of(self.config.log_every) || step == self.config.steps {
+            self.metrics.write(step, stats, self.images_per_step())?;
         }
-        let checkpoint = match last_checkpoint {
-            Some((step, path)) if step == self.step => path,
+        if self.config.checkpoint_every > 0 && step.is_multiple_of(self.config.checkpoint_every) {
+            guard.checkpointed(step, self.save_checkpoint()?);
+            observer.note(&format!("checkpoint at step {step}"));
+        }
+        if self.config.sample_every > 0 && step.is_multiple_of(self.config.sample_every) {
+            let path = self.config.out.join(format!("samples/step-{step:08}.png"));
+            self.previews().write(&path)?;
+            observer.note(&format!("samples at step {step}: {}", path.display()));
+        }
+        Ok(())
+    }
+
+    /// Saves a checkpoint unless the last one is of this step, exports the pipeline, draws the
+    /// loss curve and (unless interrupted) the final sample grid, and writes summary.json.
+    fn finish(
+        &self,
+        run: RunEnd,
+        guard: &LossGuard,
+        observer: &mut dyn TrainObserver,
+    ) -> Result<TrainSummary> {
+        let checkpoint = match guard.last_checkpoint() {
+            Some((step, dir)) if step == self.position.step => dir.to_path_buf(),
             _ => self.save_checkpoint()?,
         };
         self.export()?;
         let loss_png = self.config.out.join("loss.png");
-        loss_curve_png(&loss_png, &self.metrics_points())?;
-        let samples_png = match stop_reason {
+        write_loss_curve(&loss_png, self.metrics.lines())?;
+        let samples_png = match run.stop {
             StopReason::Finished | StopReason::TimeBudget => {
                 observer.note("drawing the final sample grid");
                 let path = self.config.out.join("samples.png");
-                self.write_samples(&path)?.then_some(path)
+                self.previews().write(&path)?.then_some(path)
             }
             StopReason::Interrupted => None,
         };
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = run.started.elapsed().as_secs_f64();
         let summary = TrainSummary {
-            stop: stop_reason,
-            step: self.step,
-            total_steps: total,
-            last_loss: self.metrics.last().map(|m| m.loss_mean),
+            stop: run.stop,
+            step: self.position.step,
+            total_steps: self.config.steps,
+            last_loss: self.metrics.lines().last().map(|m| m.loss_mean),
             seconds,
-            images_per_second: ((self.step - first_step) * self.images_per_step()) as f64
+            images_per_second: ((self.position.step - run.first_step) * self.images_per_step())
+                as f64
                 / seconds.max(1e-9),
             parameters: self.num_parameters(),
             out: self.config.out.clone(),
@@ -415,11 +387,9 @@ impl Trainer {
             samples_png,
             loss_png,
         };
-        let json = serde_json::to_string_pretty(&summary).expect("summaries always serialise");
-        write_atomically(&self.config.out.join("summary.json"), json.as_bytes())?;
+        write_summary(&self.config.out, &summary)?;
         Ok(summary)
     }
-
     /// Batches from where the run stands, a few prepared ahead.
     fn batch_loader(&self) -> BatchLoader {
         const PREFETCH: usize = 4;
@@ -427,21 +397,22 @@ impl Trainer {
             self.dataset.clone(),
             self.config.batch_size,
             self.config.horizontal_flip,
-            self.order,
+            self.position.order,
             PREFETCH,
         )
     }
 
     /// Times `steps` optimisation steps after `warmup` untimed ones, with no checkpoints,
     /// metrics or samples: the training step alone, for benchmarks.
-    pub fn time_steps(&mut self, warmup: usize, steps: usize) -> Result<std::time::Duration> {
+    pub fn time_steps(&mut self, warmup: usize, steps: usize) -> Result<Duration> {
         let mut loader = self.batch_loader();
+        let guard = LossGuard::new(LOSS_ADVICE);
         for _ in 0..warmup {
-            self.train_step(&mut loader, None)?;
+            self.train_step(&mut loader, &guard)?;
         }
         let start = Instant::now();
         for _ in 0..steps {
-            self.train_step(&mut loader, None)?;
+            self.train_step(&mut loader, &guard)?;
         }
         Ok(start.elapsed())
     }
@@ -450,55 +421,15 @@ impl Trainer {
         self.config.batch_size * self.config.grad_accumulation
     }
 
-    /// One optimisation step over `grad_accumulation` micro-batches; returns (loss, ‖g‖, lr).
-    fn train_step(
-        &mut self,
-        loader: &mut BatchLoader,
-        last_checkpoint: Option<&Path>,
-    ) -> Result<(f64, f64, f64)> {
-        let accumulation = self.config.grad_accumulation;
-        let [c, h, w] = self.dataset.sample_shape;
+    /// One optimisation step over `grad_accumulation` micro-batches.
+    fn train_step(&mut self, loader: &mut BatchLoader, guard: &LossGuard) -> Result<StepStats> {
         let mut grads: Option<FlatGradients> = None;
         let mut loss_sum = 0.0;
-        let mut order_after = self.order;
-        for micro in 0..accumulation {
+        let mut order_after = self.position.order;
+        for micro in 0..self.config.grad_accumulation {
             let batch = loader.next_batch();
-            let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ STEP_NOISE_SALT);
-            rng.set_stream((self.step * accumulation + micro) as u64);
-            let clean = CleanBatch {
-                values: &batch.values,
-                shape: [batch.size, c, h, w],
-                labels: batch.labels.as_deref(),
-            };
-            let batch_loss = denoising_loss(
-                &self.network,
-                &self.schedule,
-                &self.objective,
-                &self.timestep_sampling,
-                &clean,
-                &mut rng,
-                &self.train_device,
-            )?;
-            if let (TimestepSampling::Importance(history), Some((steps, terms))) =
-                (&mut self.timestep_sampling, &batch_loss.vlb_terms)
-            {
-                history.record(steps, terms)?;
-            }
-            let loss = batch_loss.loss / accumulation as f64;
-            let value = batch_loss.value / accumulation as f64;
-            if !value.is_finite() {
-                let kept = match last_checkpoint {
-                    Some(path) => format!("the last good checkpoint is {}", path.display()),
-                    None => "no checkpoint was written before it".to_string(),
-                };
-                return Err(DiffuseError::Training(format!(
-                    "the loss became {value} at step {}; {kept} (lower --learning-rate or set \
-                     --max-grad-norm)",
-                    self.step + 1
-                )));
-            }
+            let (value, step_grads) = self.micro_batch(&batch, micro, guard)?;
             loss_sum += value;
-            let step_grads = FlatGradients::from_backward(loss.backward(), &self.network);
             match grads.as_mut() {
                 Some(total) => total.accumulate(step_grads),
                 None => grads = Some(step_grads),
@@ -510,43 +441,73 @@ impl Trainer {
         if self.config.max_grad_norm > 0.0 {
             grads.scale(clip_factor(grad_norm, self.config.max_grad_norm));
         }
-        let lr = learning_rate(
-            self.step,
-            self.config.learning_rate,
-            self.config.warmup_steps,
-            self.config.lr_schedule,
-            self.config.steps,
-        );
-        let network = std::mem::replace(&mut self.network, self.ema.clone());
-        self.network = self.optimizer.step(network, &mut grads, lr)?;
-        self.step += 1;
-        let decay = self.config.ema().decay(self.step as u64);
-        let ema = std::mem::replace(&mut self.ema, self.network.valid());
-        self.ema = ema_update(ema, &self.network, decay)?;
-        self.order = order_after;
-        Ok((loss_sum, grad_norm, lr))
+        // The denoiser's schedule goes by steps alone.
+        let lr = self
+            .config
+            .learning_rate_schedule()
+            .rate(self.position.step, Duration::ZERO);
+        let decay = self.config.ema().decay(self.position.step as u64 + 1);
+        self.weights.update(&mut grads, lr, decay)?;
+        self.position = Position {
+            step: self.position.step + 1,
+            order: order_after,
+        };
+        Ok(StepStats {
+            loss: loss_sum,
+            grad_norm,
+            lr,
+        })
+    }
+
+    /// The loss of micro-batch `micro` of this step (its share of the step's mean) and its
+    /// gradients; the step noise is the seed's stream of this micro-batch.
+    fn micro_batch(
+        &mut self,
+        batch: &Batch,
+        micro: usize,
+        guard: &LossGuard,
+    ) -> Result<(f64, FlatGradients)> {
+        let accumulation = self.config.grad_accumulation;
+        let [c, h, w] = self.dataset.sample_shape;
+        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ STEP_NOISE_SALT);
+        rng.set_stream((self.position.step * accumulation + micro) as u64);
+        let clean = CleanBatch {
+            values: &batch.values,
+            shape: [batch.size, c, h, w],
+            labels: batch.labels.as_deref(),
+        };
+        let network = &self.weights.network;
+        let batch_loss = self
+            .objective
+            .loss(network, &clean, &mut rng, &self.train_device)?;
+        self.objective.record(&batch_loss)?;
+        let loss = batch_loss.loss / accumulation as f64;
+        let value = batch_loss.value / accumulation as f64;
+        guard.check(value, self.position.step + 1)?;
+        let grads = FlatGradients::from_backward(loss.backward(), &self.weights.network);
+        Ok((value, grads))
     }
 
     /// Writes a checkpoint of the current step and returns its folder.
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
-        let (optimizer, optimizer_updates) = self.optimizer.state_to_host()?;
+        let (optimizer, optimizer_updates) = self.weights.optimizer.state_to_host()?;
         let tensors = CheckpointTensors {
-            model: parameters_to_host(&self.network)?,
-            ema: parameters_to_host(&self.ema)?,
+            model: parameters_to_host(&self.weights.network)?,
+            ema: parameters_to_host(&self.weights.ema)?,
             optimizer,
         };
         let state = TrainingState {
-            step: self.step,
+            step: self.position.step,
             optimizer_updates,
-            data_order: self.order,
+            data_order: self.position.order,
             rng: format!(
                 "ChaCha8, seed {} ^ {STEP_NOISE_SALT:#x}, next stream {}",
                 self.config.seed,
-                self.step * self.config.grad_accumulation
+                self.position.step * self.config.grad_accumulation
             ),
             class_names: self.dataset.class_names.clone(),
             config: self.config.clone(),
-            loss_history: match &self.timestep_sampling {
+            loss_history: match &self.objective.timesteps {
                 TimestepSampling::Importance(history) => Some(history.clone()),
                 _ => None,
             },
@@ -558,7 +519,7 @@ impl Trainer {
             &model_config_json(&self.model_config),
             &tensors,
         )?;
-        let dir = checkpoint::commit(&checkpoints, &incomplete, self.step)?;
+        let dir = checkpoint::commit(&checkpoints, &incomplete, self.position.step)?;
         write_atomically(
             &self.config.out.join("train_config.toml"),
             self.config.to_toml().as_bytes(),
@@ -569,7 +530,7 @@ impl Trainer {
     /// Writes `out` as a diffusers pipeline folder holding the EMA weights.
     pub fn export(&self) -> Result<()> {
         DiffusionPipeline {
-            network: self.ema.clone(),
+            network: self.weights.ema.clone(),
             scheduler: self
                 .config
                 .scheduler_config(self.dataset.kind == DataKind::Images)?,
@@ -577,137 +538,22 @@ impl Trainer {
         .save(&self.config.out)
     }
 
-    /// Samples the EMA model with DDIM into a picture at `path`: one row per class for a
-    /// class-conditional model, a scatter over the data for 2-D vectors. Returns false when the
-    /// data cannot be pictured (vectors wider than 2).
-    pub fn write_samples(&self, path: &Path) -> Result<bool> {
-        let [c, h, w] = self.dataset.sample_shape;
-        let images = self.dataset.kind == DataKind::Images;
-        if !images && c * h * w != 2 {
-            return Ok(false);
+    /// What the sample grids are drawn from: the EMA weights of this run.
+    pub fn previews(&self) -> SamplePreview<'_> {
+        SamplePreview {
+            network: &self.weights.ema,
+            prediction_type: self.objective.settings.prediction_type,
+            schedule: &self.objective.schedule,
+            dataset: &self.dataset,
+            config: &self.config,
+            device: &self.device,
         }
-        let labels = match self.ema.class_table_size() {
-            Some(_) if self.config.class_conditional => Some(
-                (0..self.dataset.num_classes())
-                    .flat_map(|k| std::iter::repeat_n(k, GRID_COLUMNS))
-                    .collect::<Vec<_>>(),
-            ),
-            Some(table) => Some(vec![table - 1; UNCONDITIONAL_GRID]),
-            None => None,
-        };
-        let count = match (&labels, images) {
-            (Some(l), _) => l.len(),
-            (None, true) => UNCONDITIONAL_GRID,
-            (None, false) => VECTOR_SAMPLES,
-        };
-        let sampler = SamplerKind::configured(
-            SamplerName::Ddim,
-            &SamplerSettings {
-                x0_limit: if images {
-                    X0Limit::Clip(1.0)
-                } else {
-                    X0Limit::None
-                },
-                ..SamplerSettings::default()
-            },
-        )?;
-        let plan = SamplingPlan::new(
-            sampler,
-            &self.schedule,
-            self.config.sample_steps,
-            TimestepSpacing::Leading,
-            0,
-        )?;
-        let denoiser = NetworkDenoiser::new(&self.ema, self.objective.prediction_type);
-        let generation = GenerationConfig {
-            count,
-            batch_size: count.min(256),
-            seed: self.config.seed,
-            device: self.device.clone(),
-            dtype: DType::F32,
-            class_labels: labels,
-            init_noise: None,
-        };
-        let samples = generate::<4>(
-            &denoiser,
-            &self.schedule,
-            &plan,
-            &[c, h, w],
-            &generation,
-            &mut |_, _| {},
-        )?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| DiffuseError::io(dir, e))?;
-        }
-        if images {
-            image_grid_png(path, &samples, [count, c, h, w], GRID_COLUMNS)?;
-        } else {
-            let data: Vec<f64> = self
-                .dataset
-                .values
-                .iter()
-                .take(2 * VECTOR_SAMPLES)
-                .map(|&v| f64::from(v))
-                .collect();
-            let extent = data.iter().fold(1.0_f64, |m, v| m.max(v.abs())) * 1.2;
-            scatter_panels_png(
-                path,
-                &[
-                    vec![ScatterLayer {
-                        points: &data,
-                        color: [120, 120, 120],
-                    }],
-                    vec![ScatterLayer {
-                        points: &samples,
-                        color: [200, 30, 30],
-                    }],
-                ],
-                extent,
-                400,
-            )?;
-        }
-        Ok(true)
-    }
-
-    fn metrics_points(&self) -> Vec<(f64, f64)> {
-        self.metrics
-            .iter()
-            .map(|m| (m.step as f64, m.loss_mean))
-            .collect()
-    }
-
-    fn metrics_error(&self, e: std::io::Error) -> DiffuseError {
-        DiffuseError::io(self.config.out.join("metrics.jsonl"), e)
-    }
-
-    /// Opens metrics.jsonl holding exactly the lines up to the current step.
-    fn open_metrics(&self) -> Result<std::fs::File> {
-        let path = self.config.out.join("metrics.jsonl");
-        let mut text = String::new();
-        for line in &self.metrics {
-            text.push_str(&serde_json::to_string(line).expect("metrics always serialise"));
-            text.push('\n');
-        }
-        write_atomically(&path, text.as_bytes())?;
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|e| DiffuseError::io(&path, e))
     }
 }
 
-/// Reads a run's metrics.jsonl (missing file: no lines).
-pub fn read_metrics(path: &Path) -> Result<Vec<MetricsLine>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(DiffuseError::io(path, e)),
-    };
-    text.lines()
-        .enumerate()
-        .map(|(i, line)| {
-            serde_json::from_str(line)
-                .map_err(|e| DiffuseError::bad_file(path, format!("line {}: {e}", i + 1)))
-        })
-        .collect()
+/// How the step loop of [`Trainer::run`] ended: why, when the run began, and at which step.
+struct RunEnd {
+    stop: StopReason,
+    started: Instant,
+    first_step: usize,
 }
