@@ -3,7 +3,7 @@
 use burn::tensor::Tensor;
 
 use super::x0_limit::X0Limit;
-use super::{DiscreteStep, SamplerState, StepContext, StepOutput};
+use super::{DiscreteStep, Evaluation, SamplerState, StepContext, StepOutput};
 use crate::error::Result;
 use crate::forward::PredictionType;
 
@@ -55,12 +55,7 @@ pub fn ddim_step<const D: usize>(
     sample: Tensor<D>,
     noise: Option<Tensor<D>>,
 ) -> Result<StepOutput<D>> {
-    let DiscreteStep {
-        schedule,
-        t,
-        prev_t,
-        prediction_type,
-    } = *step;
+    let (schedule, t, prev_t) = (step.schedule, step.t, step.prev_t);
     let alpha_bar_t = schedule.alpha_bar(t);
     let final_alpha_bar = if options.set_alpha_to_one {
         1.0
@@ -68,7 +63,9 @@ pub fn ddim_step<const D: usize>(
         schedule.alpha_bar(0)
     };
     let alpha_bar_prev = prev_t.map_or(final_alpha_bar, |p| schedule.alpha_bar(p));
-    let (x0, eps) = prediction_type.to_x0_and_eps(model_output, sample.clone(), alpha_bar_t);
+    let (x0, eps) = step
+        .prediction_type
+        .to_x0_and_eps(model_output, sample.clone(), alpha_bar_t);
     let x0 = options.x0_limit.apply(x0)?;
     let eps = if options.use_clipped_model_output {
         PredictionType::Epsilon.from_x0(x0.clone(), sample, alpha_bar_t)
@@ -91,15 +88,8 @@ pub fn ddim_step<const D: usize>(
 
 /// DDIM remembers nothing between steps: its state is its options.
 impl<const D: usize> SamplerState<D> for DdimOptions {
-    fn step(
-        &mut self,
-        ctx: &StepContext<'_>,
-        index: usize,
-        model_output: Tensor<D>,
-        sample: Tensor<D>,
-        noise: Option<Tensor<D>>,
-    ) -> Result<Tensor<D>> {
-        let step = ctx.discrete_step(index);
-        Ok(ddim_step(&step, self, model_output, sample, noise)?.prev_sample)
+    fn step(&mut self, ctx: &StepContext<'_>, e: Evaluation<D>) -> Result<Tensor<D>> {
+        let step = ctx.discrete_step(e.index);
+        Ok(ddim_step(&step, self, e.model_output, e.sample, e.noise)?.prev_sample)
     }
 }

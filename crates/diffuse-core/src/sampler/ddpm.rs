@@ -5,7 +5,7 @@ use std::str::FromStr;
 use burn::tensor::Tensor;
 
 use super::x0_limit::X0Limit;
-use super::{DiscreteStep, SamplerState, StepContext, StepOutput};
+use super::{DiscreteStep, Evaluation, SamplerState, StepContext, StepOutput};
 use crate::error::DiffuseError;
 use crate::error::Result;
 use crate::forward::Posterior;
@@ -115,12 +115,7 @@ pub fn ddpm_step<const D: usize>(
     sample: Tensor<D>,
     noise: Option<Tensor<D>>,
 ) -> Result<StepOutput<D>> {
-    let DiscreteStep {
-        schedule,
-        t,
-        prev_t,
-        prediction_type,
-    } = *step;
+    let (schedule, t, prev_t) = (step.schedule, step.t, step.prev_t);
     let alpha_bar_t = schedule.alpha_bar(t);
     let alpha_bar_prev = prev_t.map_or(1.0, |p| schedule.alpha_bar(p));
     let (model_output, variance_output) = if options.variance.is_learned() {
@@ -129,7 +124,9 @@ pub fn ddpm_step<const D: usize>(
     } else {
         (model_output, None)
     };
-    let (x0, _) = prediction_type.to_x0_and_eps(model_output, sample.clone(), alpha_bar_t);
+    let (x0, _) = step
+        .prediction_type
+        .to_x0_and_eps(model_output, sample.clone(), alpha_bar_t);
     let x0 = options.x0_limit.apply(x0)?;
     let posterior = Posterior::new(alpha_bar_t, alpha_bar_prev);
     let mean = posterior.mean(x0.clone(), sample);
@@ -158,15 +155,8 @@ pub fn ddpm_step<const D: usize>(
 
 /// DDPM remembers nothing between steps: its state is its options.
 impl<const D: usize> SamplerState<D> for DdpmOptions {
-    fn step(
-        &mut self,
-        ctx: &StepContext<'_>,
-        index: usize,
-        model_output: Tensor<D>,
-        sample: Tensor<D>,
-        noise: Option<Tensor<D>>,
-    ) -> Result<Tensor<D>> {
-        let step = ctx.discrete_step(index);
-        Ok(ddpm_step(&step, self, model_output, sample, noise)?.prev_sample)
+    fn step(&mut self, ctx: &StepContext<'_>, e: Evaluation<D>) -> Result<Tensor<D>> {
+        let step = ctx.discrete_step(e.index);
+        Ok(ddpm_step(&step, self, e.model_output, e.sample, e.noise)?.prev_sample)
     }
 }

@@ -11,7 +11,7 @@ use burn::tensor::Tensor;
 use super::grid::{SigmaSpacing, half_log_snr, vp_alpha_sigma};
 use super::multistep::{X0History, solver_x0};
 use super::x0_limit::X0Limit;
-use super::{SamplerState, StepContext};
+use super::{Evaluation, SamplerState, StepContext};
 use crate::error::Result;
 
 /// DPM-Solver's second-order formula (diffusers' `solver_type`).
@@ -95,28 +95,21 @@ impl<const D: usize> DpmSolverState<D> {
 }
 
 impl<const D: usize> SamplerState<D> for DpmSolverState<D> {
-    fn step(
-        &mut self,
-        ctx: &StepContext<'_>,
-        index: usize,
-        model_output: Tensor<D>,
-        sample: Tensor<D>,
-        noise: Option<Tensor<D>>,
-    ) -> Result<Tensor<D>> {
+    fn step(&mut self, ctx: &StepContext<'_>, e: Evaluation<D>) -> Result<Tensor<D>> {
         let o = &self.options;
         let sigmas = &ctx.plan.sigmas;
         let x0 = solver_x0(
             ctx.prediction_type,
             &o.x0_limit,
-            model_output,
-            sample.clone(),
-            sigmas[index],
+            e.model_output,
+            e.sample.clone(),
+            sigmas[e.index],
         )?;
         self.history.push(x0);
-        let order = o.order_at(index, ctx.plan.timesteps.len());
+        let order = o.order_at(e.index, ctx.plan.timesteps.len());
         let history = self.history.as_slice();
         Ok(dpm_solver_update(
-            o, sigmas, index, order, sample, history, noise,
+            o, sigmas, e.index, order, e.sample, history, e.noise,
         ))
     }
 }

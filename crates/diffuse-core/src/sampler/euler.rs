@@ -8,7 +8,7 @@
 use burn::tensor::Tensor;
 
 use super::kind::SigmaSamplerOptions;
-use super::{SamplerState, StepContext};
+use super::{Evaluation, SamplerState, StepContext};
 use crate::error::Result;
 use crate::forward::PredictionType;
 
@@ -118,12 +118,15 @@ pub fn heun_correct<const D: usize>(
 fn limited_x0<const D: usize>(
     options: &SigmaSamplerOptions,
     ctx: &StepContext<'_>,
-    index: usize,
-    model_output: Tensor<D>,
-    sample: Tensor<D>,
+    e: &Evaluation<D>,
 ) -> Result<(Tensor<D>, f64, f64)> {
-    let (sigma, sigma_next) = (ctx.plan.sigmas[index], ctx.plan.sigmas[index + 1]);
-    let x0 = sigma_x0(ctx.prediction_type, model_output, sample, sigma);
+    let (sigma, sigma_next) = (ctx.plan.sigmas[e.index], ctx.plan.sigmas[e.index + 1]);
+    let x0 = sigma_x0(
+        ctx.prediction_type,
+        e.model_output.clone(),
+        e.sample.clone(),
+        sigma,
+    );
     Ok((options.x0_limit.apply(x0)?, sigma, sigma_next))
 }
 
@@ -141,21 +144,15 @@ impl EulerState {
 }
 
 impl<const D: usize> SamplerState<D> for EulerState {
-    fn step(
-        &mut self,
-        ctx: &StepContext<'_>,
-        index: usize,
-        model_output: Tensor<D>,
-        sample: Tensor<D>,
-        noise: Option<Tensor<D>>,
-    ) -> Result<Tensor<D>> {
-        let (x0, sigma, sigma_next) =
-            limited_x0(&self.options, ctx, index, model_output, sample.clone())?;
+    fn step(&mut self, ctx: &StepContext<'_>, e: Evaluation<D>) -> Result<Tensor<D>> {
+        let (x0, sigma, sigma_next) = limited_x0(&self.options, ctx, &e)?;
         Ok(if self.ancestral {
-            let z = noise.expect("the plan draws noise for every Euler ancestral step");
-            euler_ancestral_step(sample, x0, sigma, sigma_next, z)
+            let z = e
+                .noise
+                .expect("the plan draws noise for every Euler ancestral step");
+            euler_ancestral_step(e.sample, x0, sigma, sigma_next, z)
         } else {
-            euler_step(sample, x0, sigma, sigma_next)
+            euler_step(e.sample, x0, sigma, sigma_next)
         })
     }
 }
@@ -178,23 +175,15 @@ impl<const D: usize> HeunState<D> {
 
 impl<const D: usize> SamplerState<D> for HeunState<D> {
     /// An Euler predictor, then (at the repeated σ) the trapezoidal correction.
-    fn step(
-        &mut self,
-        ctx: &StepContext<'_>,
-        index: usize,
-        model_output: Tensor<D>,
-        sample: Tensor<D>,
-        _noise: Option<Tensor<D>>,
-    ) -> Result<Tensor<D>> {
-        let (x0, sigma, sigma_next) =
-            limited_x0(&self.options, ctx, index, model_output, sample.clone())?;
+    fn step(&mut self, ctx: &StepContext<'_>, e: Evaluation<D>) -> Result<Tensor<D>> {
+        let (x0, sigma, sigma_next) = limited_x0(&self.options, ctx, &e)?;
         Ok(match self.pending.take() {
             None => {
-                let (predicted, pending) = heun_predict(sample, x0, sigma, sigma_next);
+                let (predicted, pending) = heun_predict(e.sample, x0, sigma, sigma_next);
                 self.pending = Some(pending);
                 predicted
             }
-            Some(pending) => heun_correct(pending, sample, x0, sigma),
+            Some(pending) => heun_correct(pending, e.sample, x0, sigma),
         })
     }
 }

@@ -3,6 +3,7 @@
 
 use burn::tensor::{DType, Device, Tensor};
 
+use super::Evaluation;
 use super::kind::SamplerKind;
 use super::paradigms::{self, ParallelReport, ParallelSettings};
 use super::plan::SamplingPlan;
@@ -53,8 +54,13 @@ pub fn sample<const D: usize>(
     for (index, &t) in plan.timesteps.iter().enumerate() {
         let input = x.clone().mul_scalar(plan.input_scale(index));
         let model_output = step_model_output(denoiser, plan, input, &vec![t; batch], class_labels)?;
-        let z = plan.needs_noise(index).then(|| noise.next_like(&x));
-        x = state.step(&ctx, index, model_output, x, z)?;
+        let evaluation = Evaluation {
+            index,
+            noise: plan.needs_noise(index).then(|| noise.next_like(&x)),
+            sample: x,
+            model_output,
+        };
+        x = state.step(&ctx, evaluation)?;
         on_step(index + 1, total);
     }
     Ok(x)

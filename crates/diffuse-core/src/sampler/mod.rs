@@ -83,17 +83,21 @@ impl StepContext<'_> {
     }
 }
 
+/// What one model evaluation hands its sampler.
+#[derive(Debug, Clone)]
+pub struct Evaluation<const D: usize> {
+    /// The evaluation's place in the plan.
+    pub index: usize,
+    /// The x the model input came from.
+    pub sample: Tensor<D>,
+    pub model_output: Tensor<D>,
+    /// Step noise, where the plan draws it.
+    pub noise: Option<Tensor<D>>,
+}
+
 /// A sampler family's update rule and what it remembers between model evaluations (the x̂₀
 /// history of the multistep solvers, Heun's pending correction, PNDM's ε history).
 pub trait SamplerState<const D: usize> {
-    /// Moves `sample` (the x this evaluation's model input came from) by evaluation `index`,
-    /// given the model's output and, where the plan draws it, step noise.
-    fn step(
-        &mut self,
-        ctx: &StepContext<'_>,
-        index: usize,
-        model_output: Tensor<D>,
-        sample: Tensor<D>,
-        noise: Option<Tensor<D>>,
-    ) -> Result<Tensor<D>>;
+    /// Moves the evaluation's sample by one evaluation of the plan.
+    fn step(&mut self, ctx: &StepContext<'_>, evaluation: Evaluation<D>) -> Result<Tensor<D>>;
 }

@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 
 use super::dpm_solver::DpmSolverState;
 use super::generate::step_model_output;
-use super::{SamplerKind, SamplerState, StepContext};
+use super::{Evaluation, SamplerKind, SamplerState, StepContext};
 use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
 use crate::noise::NoiseSource;
@@ -171,10 +171,15 @@ impl<const D: usize> Picard<'_, D> {
             let output = outputs
                 .clone()
                 .narrow(0, (j - start) * self.batch, self.batch);
-            let x = it.xs[j].clone();
-            let next = state.step(&self.ctx, j, output, x.clone(), self.step_noise[j].clone())?;
+            let evaluation = Evaluation {
+                index: j,
+                sample: it.xs[j].clone(),
+                model_output: output,
+                noise: self.step_noise[j].clone(),
+            };
+            let next = state.step(&self.ctx, evaluation)?;
             // drift_j = step_j(x_j) − x_j.
-            updated = updated + (next - x);
+            updated = updated + (next - it.xs[j].clone());
             let change = max_rms_per_sample(updated.clone() - it.xs[j + 1].clone(), self.batch)?;
             // The first step of the window starts from an exact x, so it is exact too.
             if converged == j - start && (j == start || change <= self.settings.tolerance) {

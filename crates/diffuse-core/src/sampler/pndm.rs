@@ -5,7 +5,7 @@
 
 use burn::tensor::Tensor;
 
-use super::{SamplerState, StepContext};
+use super::{Evaluation, SamplerState, StepContext};
 use crate::error::{DiffuseError, Result};
 use crate::forward::PredictionType;
 use crate::schedule::{NoiseSchedule, TimestepSpacing};
@@ -143,14 +143,7 @@ impl PndmContext<'_> {
 
 impl<const D: usize> SamplerState<D> for PndmState<D> {
     /// One evaluation's update (diffusers' `step`).
-    fn step(
-        &mut self,
-        ctx: &StepContext<'_>,
-        index: usize,
-        model_output: Tensor<D>,
-        sample: Tensor<D>,
-        _noise: Option<Tensor<D>>,
-    ) -> Result<Tensor<D>> {
+    fn step(&mut self, ctx: &StepContext<'_>, e: Evaluation<D>) -> Result<Tensor<D>> {
         let plan = ctx.plan;
         let ctx = PndmContext {
             schedule: ctx.schedule,
@@ -160,11 +153,11 @@ impl<const D: usize> SamplerState<D> for PndmState<D> {
             prk_len: plan.prk_evaluations,
             num_inference_steps: plan.num_inference_steps,
         };
-        let timestep = plan.timesteps[index] as i64;
+        let timestep = plan.timesteps[e.index] as i64;
         let out = if self.counter < ctx.prk_len {
-            self.step_prk(&ctx, timestep, model_output, sample)
+            self.step_prk(&ctx, timestep, e.model_output, e.sample)
         } else {
-            self.step_plms(&ctx, timestep, model_output, sample)
+            self.step_plms(&ctx, timestep, e.model_output, e.sample)
         };
         self.counter += 1;
         Ok(out)

@@ -10,7 +10,7 @@ use burn::tensor::Tensor;
 use super::grid::{SigmaSpacing, half_log_snr, vp_alpha_sigma};
 use super::multistep::{X0History, solver_x0};
 use super::x0_limit::X0Limit;
-use super::{SamplerState, StepContext};
+use super::{Evaluation, SamplerState, StepContext};
 use crate::error::Result;
 
 /// B(h) of UniPC (§3.3): bh1 = h, bh2 = e^h − 1 (in the data-prediction sign convention).
@@ -81,32 +81,31 @@ impl<const D: usize> UniPcState<D> {
 }
 
 impl<const D: usize> SamplerState<D> for UniPcState<D> {
-    fn step(
-        &mut self,
-        ctx: &StepContext<'_>,
-        index: usize,
-        model_output: Tensor<D>,
-        sample: Tensor<D>,
-        _noise: Option<Tensor<D>>,
-    ) -> Result<Tensor<D>> {
+    fn step(&mut self, ctx: &StepContext<'_>, e: Evaluation<D>) -> Result<Tensor<D>> {
         let o = &self.options;
         let sigmas = &ctx.plan.sigmas;
         let pt = ctx.prediction_type;
-        let x0 = solver_x0(pt, &o.x0_limit, model_output, sample.clone(), sigmas[index])?;
+        let x0 = solver_x0(
+            pt,
+            &o.x0_limit,
+            e.model_output,
+            e.sample.clone(),
+            sigmas[e.index],
+        )?;
         // UniC on the previous step, with the x̂_0 this evaluation brings.
         let corrected = match self.last_prediction.take() {
-            Some((last, order)) if index > 0 && !o.disable_corrector.contains(&(index - 1)) => {
+            Some((last, order)) if e.index > 0 && !o.disable_corrector.contains(&(e.index - 1)) => {
                 let history = self.history.as_slice();
-                unipc_correct(o.variant, sigmas, index, order, last, x0.clone(), history)
+                unipc_correct(o.variant, sigmas, e.index, order, last, x0.clone(), history)
             }
-            _ => sample,
+            _ => e.sample,
         };
         self.history.push(x0);
-        let order = o.order_at(index, ctx.plan.timesteps.len());
+        let order = o.order_at(e.index, ctx.plan.timesteps.len());
         self.last_prediction = Some((corrected.clone(), order));
         let history = self.history.as_slice();
         Ok(unipc_predict(
-            o.variant, sigmas, index, order, corrected, history,
+            o.variant, sigmas, e.index, order, corrected, history,
         ))
     }
 }
