@@ -11,6 +11,7 @@ pub mod params;
 pub mod timesteps;
 pub mod trainer;
 
+pub use crate::nn::network::ModelConfig;
 pub use config::TrainConfig;
-pub use model::{ModelConfig, PRESETS};
+pub use model::PRESETS;
 pub use trainer::{MetricsLine, StopReason, TrainObserver, TrainSummary, Trainer, read_metrics};

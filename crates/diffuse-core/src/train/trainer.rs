@@ -14,20 +14,20 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::ModelConfig;
 use super::checkpoint::{self, CheckpointTensors, TrainingState};
 use super::config::TrainConfig;
 use super::ema::ema_update;
-use super::model::ModelConfig;
 use super::objective::{CleanBatch, ObjectiveSettings, denoising_loss};
 use super::optimizer::{AdamW, FlatGradients, clip_factor, learning_rate};
 use super::params::{flat_parameters, parameters_from_host, parameters_to_host};
 use super::timesteps::TimestepSampling;
-use crate::config::DiffusersConfig;
 use crate::data::loader::{BatchLoader, DataOrder};
 use crate::data::{DataKind, Dataset, DatasetSource, LoadOptions};
 use crate::error::{DiffuseError, Result};
 use crate::io::write_atomically;
-use crate::pipeline::{DenoisingNetwork, DiffusionPipeline, NetworkDenoiser};
+use crate::nn::network::DenoisingNetwork;
+use crate::pipeline::{DiffusionPipeline, NetworkDenoiser};
 use crate::plot::{ScatterLayer, image_grid_png, loss_curve_png, scatter_panels_png};
 use crate::sampler::{
     GenerationConfig, SamplerKind, SamplerSettings, SamplingPlan, X0Limit, generate,
@@ -123,14 +123,6 @@ fn load_dataset(config: &TrainConfig) -> Result<Dataset> {
         toy_samples: config.toy_samples,
         seed: config.seed,
     })
-}
-
-fn model_config_json(config: &ModelConfig) -> String {
-    match config {
-        ModelConfig::UNet(c) => c.to_json(),
-        ModelConfig::DiT(c) => c.to_json(),
-        ModelConfig::Mlp(c) => serde_json::to_string_pretty(c).expect("configs always serialise"),
-    }
 }
 
 /// Fails early when `out` cannot hold a run, instead of after the first hour of training.
@@ -555,7 +547,7 @@ impl Trainer {
         let incomplete = checkpoint::write_incomplete(
             &checkpoints,
             &state,
-            &model_config_json(&self.model_config),
+            &self.model_config.to_json(),
             &tensors,
         )?;
         let dir = checkpoint::commit(&checkpoints, &incomplete, self.step)?;

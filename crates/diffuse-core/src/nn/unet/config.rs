@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::DiffusersConfig;
+use crate::data::DataKind;
 use crate::error::{DiffuseError, Result};
+use crate::nn::network::{DataFit, check_class_table, check_out_channels, data_mismatch};
 
 /// `sample_size`: one side or [height, width].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +117,68 @@ impl UNet2DConfig {
     pub fn time_embed_dim(&self) -> usize {
         self.time_embedding_dim
             .unwrap_or(self.block_out_channels[0] * 4)
+    }
+
+    /// Takes a preset's shape from the data, or checks a user's config against it; either way
+    /// the image must survive the down path's halvings.
+    pub(crate) fn fit(&mut self, data: &DataFit) -> Result<()> {
+        if data.kind != DataKind::Images {
+            return Err(DiffuseError::config(
+                "a U-Net trains on images, not vectors",
+            ));
+        }
+        if data.is_preset {
+            self.adopt_shape(data);
+        } else {
+            self.check_shape(data)?;
+        }
+        self.check_halvings(data)
+    }
+
+    fn adopt_shape(&mut self, data: &DataFit) {
+        let [channels, height, width] = data.sample_shape;
+        self.in_channels = channels;
+        self.out_channels = data.out_channels();
+        self.sample_size = Some(if height == width {
+            SampleSize::Square(height)
+        } else {
+            SampleSize::Rect([height, width])
+        });
+        self.num_class_embeds = data.class_table();
+    }
+
+    fn check_shape(&self, data: &DataFit) -> Result<()> {
+        let [channels, height, width] = data.sample_shape;
+        if self.in_channels != channels {
+            return Err(data_mismatch(
+                "channel count",
+                self.in_channels.to_string(),
+                channels.to_string(),
+            ));
+        }
+        if let Some(size) = self.sample_size.filter(|s| s.hw() != [height, width]) {
+            return Err(data_mismatch(
+                "sample size",
+                format!("{:?}", size.hw()),
+                format!("{:?}", [height, width]),
+            ));
+        }
+        check_out_channels(self.out_channels, data)?;
+        check_class_table(self.num_class_embeds, data.classes)
+    }
+
+    fn check_halvings(&self, data: &DataFit) -> Result<()> {
+        let [_, height, width] = data.sample_shape;
+        let levels = self.block_out_channels.len() as u32;
+        let factor = 1usize << levels.saturating_sub(1);
+        if height % factor != 0 || width % factor != 0 {
+            return Err(DiffuseError::config(format!(
+                "a U-Net with {levels} levels halves the image {} times: {height}×{width} \
+                 is not divisible by {factor}",
+                levels - 1
+            )));
+        }
+        Ok(())
     }
 }
 

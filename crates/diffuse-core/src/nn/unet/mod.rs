@@ -18,6 +18,7 @@ use crate::config::DiffusersConfig;
 use crate::error::{DiffuseError, Result};
 use crate::nn::conv2d;
 use crate::nn::embedding::{TimestepMlp, class_embeddings, timestep_embedding};
+use crate::nn::network::{Architecture, DataFit};
 
 /// One resolution level on the way down: residual blocks, optional attention after each, and a
 /// strided convolution unless it is the last level (diffusers' `DownBlock2D` / `AttnDownBlock2D`).
@@ -106,9 +107,29 @@ pub struct UNet2DModel {
     config: UNet2DConfig,
 }
 
-impl UNet2DModel {
-    /// A randomly initialised network for `config` (validated first).
-    pub fn new(config: &UNet2DConfig, device: &Device) -> Result<Self> {
+impl Architecture for UNet2DModel {
+    type Config = UNet2DConfig;
+    const COMPONENT: &'static str = "unet";
+    const LIBRARY: &'static str = "diffusers";
+    const CLASS_NAME: &'static str = UNet2DConfig::CLASS_NAME;
+    const PIPELINES: &'static [&'static str] = &["DDPMPipeline", "DDIMPipeline"];
+
+    fn pipeline_class(scheduler_class: &str) -> &'static str {
+        match scheduler_class {
+            "DDIMScheduler" => "DDIMPipeline",
+            _ => "DDPMPipeline",
+        }
+    }
+
+    fn parse_config(text: &str) -> Result<UNet2DConfig> {
+        UNet2DConfig::from_json(text)
+    }
+
+    fn config_json(config: &UNet2DConfig) -> String {
+        config.to_json()
+    }
+
+    fn new(config: &UNet2DConfig, device: &Device) -> Result<Self> {
         config.validate()?;
         let c = config;
         let channels = &c.block_out_channels;
@@ -227,11 +248,37 @@ impl UNet2DModel {
         })
     }
 
-    /// The config this network was built from.
-    pub fn config(&self) -> &UNet2DConfig {
+    fn config(&self) -> &UNet2DConfig {
         &self.config
     }
 
+    fn forward_nchw(
+        &self,
+        x_t: Tensor<4>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+    ) -> Result<Tensor<4>> {
+        self.forward(x_t, timesteps, class_labels)
+    }
+
+    fn sample_channels(config: &UNet2DConfig) -> usize {
+        config.in_channels
+    }
+
+    fn sample_size(config: &UNet2DConfig) -> Option<[usize; 2]> {
+        config.sample_size.map(|s| s.hw())
+    }
+
+    fn class_table_size(config: &UNet2DConfig) -> Option<usize> {
+        config.num_class_embeds
+    }
+
+    fn fit(config: &mut UNet2DConfig, data: &DataFit) -> Result<()> {
+        config.fit(data)
+    }
+}
+
+impl UNet2DModel {
     /// The network output for `sample` [B, C, H, W] at `timesteps` (one per row), with class labels
     /// when the network has a class embedding.
     pub fn forward(
