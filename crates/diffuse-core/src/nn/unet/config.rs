@@ -195,6 +195,15 @@ impl DiffusersConfig for UNet2DConfig {
 
     /// Rejects what we do not implement, naming the field, and inconsistent shapes.
     fn validate(&self) -> Result<()> {
+        self.check_layer_options()?;
+        self.check_block_types()?;
+        self.check_widths()
+    }
+}
+
+impl UNet2DConfig {
+    /// The embedding, activation, resampling and conditioning options are ones we implement.
+    fn check_layer_options(&self) -> Result<()> {
         if self.time_embedding_type != "positional" {
             return Err(unsupported(
                 "time_embedding_type",
@@ -232,6 +241,11 @@ impl DiffusersConfig for UNet2DConfig {
                 "default, scale_shift",
             ));
         }
+        Ok(())
+    }
+
+    /// Every block type names a block we implement.
+    fn check_block_types(&self) -> Result<()> {
         if let Some(mid) = self
             .mid_block_type
             .as_deref()
@@ -257,6 +271,12 @@ impl DiffusersConfig for UNet2DConfig {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// One width per level and block type, each divisible by the group norm's groups and by the
+    /// attention head width.
+    fn check_widths(&self) -> Result<()> {
         let levels = self.block_out_channels.len();
         if levels == 0
             || self.down_block_types.len() != levels
