@@ -5,6 +5,7 @@ use std::time::Instant;
 use burn::tensor::{DType, Device};
 
 use crate::error::Result;
+use crate::nn::network::Architecture;
 use crate::nn::unet::{UNet2DConfig, UNet2DModel};
 use crate::noise::SeededNoise;
 use crate::tensor_ops::to_host_f64;

@@ -57,4 +57,12 @@ impl DiffuseError {
             message: message.into(),
         }
     }
+
+    /// A config error as an error of the file the config was read from; others pass unchanged.
+    pub(crate) fn in_file(self, path: impl Into<PathBuf>) -> Self {
+        match self {
+            Self::InvalidConfig(message) => Self::bad_file(path, message),
+            other => other,
+        }
+    }
 }

@@ -4,7 +4,7 @@
 //! ([`forward`]); a [`denoiser::Denoiser`] predicts ε, x_0 or v; a [`sampler`] turns predictions
 //! into samples, with [`noise`] seeded per sample. [`gmm`] is an exact denoiser for
 //! Gaussian-mixture data, used to test samplers without model error. [`nn`] holds the networks
-//! (a diffusers-compatible U-Net) and [`pipeline`] reads and writes diffusers pipeline folders.
+//! (a diffusers-compatible U-Net and DiT, a vector MLP) in a registry ([`nn::network`]) and [`pipeline`] reads and writes diffusers pipeline folders.
 //! [`classifier`] is a noise-aware image classifier for classifier guidance and evaluation;
 //! [`eval`] measures sample quality (FD, KID, precision/recall, sliced Wasserstein) and a
 //! model's likelihood, the probability-flow one integrated by [`ode`]'s adaptive RK45.

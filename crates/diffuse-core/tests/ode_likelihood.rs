@@ -7,7 +7,8 @@ use diffuse_core::eval::{OdeLikelihoodSettings, OdeSolve, TraceEstimator, ode_lo
 use diffuse_core::forward::PredictionType;
 use diffuse_core::gmm::{GaussianMixture, GmmDenoiser};
 use diffuse_core::nn::mlp::{MlpConfig, MlpDenoiser};
-use diffuse_core::pipeline::{DenoisingNetwork, NetworkDenoiser};
+use diffuse_core::nn::network::{Architecture, DenoisingNetwork};
+use diffuse_core::pipeline::NetworkDenoiser;
 use diffuse_core::sampler::sde::Sde;
 use diffuse_core::schedule::NoiseSchedule;
 use diffuse_core::tensor_ops::{from_host_f64, to_host_f64};

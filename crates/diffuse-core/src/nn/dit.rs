@@ -3,7 +3,6 @@
 //! and a modulated linear decoder back to patches.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -14,11 +13,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::DiffusersConfig;
+use crate::data::DataKind;
 use crate::error::{DiffuseError, Result};
 use crate::nn::attention::SelfAttention;
 use crate::nn::conv2d;
 use crate::nn::embedding::{TimestepMlp, class_embeddings, timestep_embedding};
-use crate::nn::weights::{KeyRenames, load_diffusers_weights, save_diffusers_weights};
+use crate::nn::network::{
+    Architecture, DataFit, check_class_table, check_out_channels, data_mismatch,
+};
+use crate::nn::weights::KeyRenames;
 use crate::tensor_ops::from_host_f64;
 
 /// diffusers names the feed-forward layers `ff.net.0.proj` (inside its GELU module) and `ff.net.2`
@@ -74,6 +77,48 @@ impl DiTConfig {
     /// Rows of the class table: the classes plus the null class used for classifier-free guidance.
     pub fn class_table_size(&self) -> usize {
         self.num_embeds_ada_norm.unwrap_or(0) + 1
+    }
+
+    /// Takes a preset's shape from the data, or checks a user's config against it; either way
+    /// the patches must tile the image.
+    pub(crate) fn fit(&mut self, data: &DataFit) -> Result<()> {
+        let [_, height, width] = data.sample_shape;
+        if data.kind != DataKind::Images || height != width {
+            return Err(DiffuseError::config("a DiT trains on square images"));
+        }
+        if data.is_preset {
+            self.adopt_shape(data);
+        } else {
+            self.check_shape(data)?;
+        }
+        if height % self.patch_size != 0 {
+            return Err(DiffuseError::config(format!(
+                "patch size {} does not divide the image size {height}",
+                self.patch_size
+            )));
+        }
+        Ok(())
+    }
+
+    fn adopt_shape(&mut self, data: &DataFit) {
+        let [channels, size, _] = data.sample_shape;
+        self.in_channels = channels;
+        self.out_channels = Some(data.out_channels());
+        self.sample_size = size;
+        self.num_embeds_ada_norm = Some(data.classes.unwrap_or(0));
+    }
+
+    fn check_shape(&self, data: &DataFit) -> Result<()> {
+        let [channels, size, _] = data.sample_shape;
+        if self.in_channels != channels || self.sample_size != size {
+            return Err(data_mismatch(
+                "[channels, size]",
+                format!("[{}, {}]", self.in_channels, self.sample_size),
+                format!("[{channels}, {size}]"),
+            ));
+        }
+        check_out_channels(self.out_channels(), data)?;
+        check_class_table(Some(self.class_table_size()), data.classes.or(Some(0)))
     }
 }
 
@@ -256,9 +301,23 @@ fn sincos_positions(dim: usize, grid: usize) -> Vec<f64> {
     out
 }
 
-impl DiTTransformer2DModel {
-    /// A randomly initialised transformer for `config` (validated first).
-    pub fn new(config: &DiTConfig, device: &Device) -> Result<Self> {
+impl Architecture for DiTTransformer2DModel {
+    type Config = DiTConfig;
+    const COMPONENT: &'static str = "transformer";
+    const LIBRARY: &'static str = "diffusers";
+    const CLASS_NAME: &'static str = DiTConfig::CLASS_NAME;
+    const PIPELINES: &'static [&'static str] = &["DiTPipeline"];
+    const KEY_RENAMES: KeyRenames = FEED_FORWARD_RENAMES;
+
+    fn parse_config(text: &str) -> Result<DiTConfig> {
+        DiTConfig::from_json(text)
+    }
+
+    fn config_json(config: &DiTConfig) -> String {
+        config.to_json()
+    }
+
+    fn new(config: &DiTConfig, device: &Device) -> Result<Self> {
         config.validate()?;
         let dim = config.inner_dim();
         let p = config.patch_size;
@@ -296,38 +355,44 @@ impl DiTTransformer2DModel {
         })
     }
 
-    pub fn config(&self) -> &DiTConfig {
+    fn config(&self) -> &DiTConfig {
         &self.config
     }
 
-    /// Reads `config.json` and `diffusion_pytorch_model.safetensors` from a diffusers
-    /// `transformer/` folder.
-    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let config_path = dir.join("config.json");
-        let text =
-            std::fs::read_to_string(&config_path).map_err(|e| DiffuseError::io(&config_path, e))?;
-        let config = DiTConfig::from_json(&text)
-            .map_err(|e| DiffuseError::bad_file(&config_path, e.to_string()))?;
-        let mut model = Self::new(&config, device)?;
-        load_diffusers_weights(
-            &mut model,
-            &dir.join("diffusion_pytorch_model.safetensors"),
-            &FEED_FORWARD_RENAMES,
-        )?;
-        Ok(model)
+    fn forward_nchw(
+        &self,
+        x_t: Tensor<4>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+    ) -> Result<Tensor<4>> {
+        let labels = class_labels.ok_or_else(|| {
+            DiffuseError::config(format!(
+                "a DiT is class-conditional: give class labels (the null class {} samples \
+                 unconditionally)",
+                self.config.class_table_size() - 1
+            ))
+        })?;
+        self.forward(x_t, timesteps, labels)
     }
 
-    /// Writes the folder diffusers' `DiTTransformer2DModel.from_pretrained` reads.
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| DiffuseError::io(dir, e))?;
-        crate::io::write_atomically(&dir.join("config.json"), self.config.to_json().as_bytes())?;
-        save_diffusers_weights(
-            self,
-            &dir.join("diffusion_pytorch_model.safetensors"),
-            &FEED_FORWARD_RENAMES,
-        )
+    fn sample_channels(config: &DiTConfig) -> usize {
+        config.in_channels
     }
 
+    fn sample_size(config: &DiTConfig) -> Option<[usize; 2]> {
+        Some([config.sample_size, config.sample_size])
+    }
+
+    fn class_table_size(config: &DiTConfig) -> Option<usize> {
+        Some(config.class_table_size())
+    }
+
+    fn fit(config: &mut DiTConfig, data: &DataFit) -> Result<()> {
+        config.fit(data)
+    }
+}
+
+impl DiTTransformer2DModel {
     /// The output [B, out_channels, H, W] for `sample` [B, C, H, W] at `timesteps` with class
     /// `class_labels` (the null class, index `num_embeds_ada_norm`, for unconditional).
     pub fn forward(

@@ -1,8 +1,6 @@
 //! A small residual MLP denoiser for vector data (2-D toy sets, tabular rows), conditioned on the
 //! same sinusoidal timestep embedding as the U-Net.
 
-use std::path::Path;
-
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::silu;
@@ -11,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DiffuseError, Result};
 use crate::nn::embedding::{TimestepMlp, class_embeddings, timestep_embedding};
-use crate::nn::weights::{KeyRenames, load_diffusers_weights, save_diffusers_weights};
+use crate::nn::network::{Architecture, DataFit, check_class_table, data_mismatch};
 
 /// The MLP's shape. Serialised as its `config.json` (`_class_name` "MlpDenoiser").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +60,30 @@ impl MlpConfig {
         }
         Ok(())
     }
+
+    /// Takes a preset's width from the data, or checks a user's config against it.
+    pub(crate) fn fit(&mut self, data: &DataFit) -> Result<()> {
+        if data.learned_variance {
+            return Err(DiffuseError::config(
+                "the MLP denoiser has no variance output: a learned variance needs a \
+                 U-Net or a DiT",
+            ));
+        }
+        let width: usize = data.sample_shape.iter().product();
+        if data.is_preset {
+            self.data_dim = width;
+            self.num_class_embeds = data.class_table();
+            return Ok(());
+        }
+        if self.data_dim != width {
+            return Err(data_mismatch(
+                "data_dim",
+                self.data_dim.to_string(),
+                width.to_string(),
+            ));
+        }
+        check_class_table(self.num_class_embeds, data.classes)
+    }
 }
 
 /// One pre-activation residual block: h + W·SiLU(h).
@@ -82,8 +104,26 @@ pub struct MlpDenoiser {
     config: MlpConfig,
 }
 
-impl MlpDenoiser {
-    pub fn new(config: &MlpConfig, device: &Device) -> Result<Self> {
+impl Architecture for MlpDenoiser {
+    type Config = MlpConfig;
+    const COMPONENT: &'static str = "mlp";
+    const LIBRARY: &'static str = "diffuse";
+    const CLASS_NAME: &'static str = "MlpDenoiser";
+    /// A pipeline around the vector MLP, which diffusers lacks.
+    const PIPELINES: &'static [&'static str] = &["DiffuseMlpPipeline"];
+
+    fn parse_config(text: &str) -> Result<MlpConfig> {
+        let config: MlpConfig = serde_json::from_str(text)
+            .map_err(|e| DiffuseError::config(format!("MlpDenoiser config: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn config_json(config: &MlpConfig) -> String {
+        serde_json::to_string_pretty(config).expect("a config always serialises")
+    }
+
+    fn new(config: &MlpConfig, device: &Device) -> Result<Self> {
         config.validate()?;
         let h = config.hidden_dim;
         Ok(Self {
@@ -102,10 +142,40 @@ impl MlpDenoiser {
         })
     }
 
-    pub fn config(&self) -> &MlpConfig {
+    fn config(&self) -> &MlpConfig {
         &self.config
     }
 
+    fn forward_nchw(
+        &self,
+        x_t: Tensor<4>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+    ) -> Result<Tensor<4>> {
+        let [batch, channels, height, width] = x_t.dims();
+        let rows = x_t.reshape([batch, channels * height * width]);
+        let out = self.forward(rows, timesteps, class_labels)?;
+        Ok(out.reshape([batch, channels, height, width]))
+    }
+
+    fn sample_channels(config: &MlpConfig) -> usize {
+        config.data_dim
+    }
+
+    fn sample_size(_config: &MlpConfig) -> Option<[usize; 2]> {
+        Some([1, 1])
+    }
+
+    fn class_table_size(config: &MlpConfig) -> Option<usize> {
+        config.num_class_embeds
+    }
+
+    fn fit(config: &mut MlpConfig, data: &DataFit) -> Result<()> {
+        config.fit(data)
+    }
+}
+
+impl MlpDenoiser {
     /// The prediction for rows `x` [B, D] at `timesteps`, of classes `class_labels` when conditional.
     pub fn forward(
         &self,
@@ -140,33 +210,6 @@ impl MlpDenoiser {
             h = h.clone() + block.linear.forward(silu(h));
         }
         Ok(self.output.forward(silu(h)))
-    }
-
-    /// Writes `config.json` and `diffusion_pytorch_model.safetensors` (PyTorch layout) into `dir`.
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| DiffuseError::io(dir, e))?;
-        let json = serde_json::to_string_pretty(&self.config).expect("a config always serialises");
-        crate::io::write_atomically(&dir.join("config.json"), json.as_bytes())?;
-        save_diffusers_weights(
-            self,
-            &dir.join("diffusion_pytorch_model.safetensors"),
-            &KeyRenames::NONE,
-        )
-    }
-
-    /// Reads a folder written by [`MlpDenoiser::save`].
-    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| DiffuseError::io(&path, e))?;
-        let config: MlpConfig = serde_json::from_str(&text)
-            .map_err(|e| DiffuseError::bad_file(&path, format!("MlpDenoiser config: {e}")))?;
-        let mut model = Self::new(&config, device)?;
-        load_diffusers_weights(
-            &mut model,
-            &dir.join("diffusion_pytorch_model.safetensors"),
-            &KeyRenames::NONE,
-        )?;
-        Ok(model)
     }
 }
 

@@ -1,9 +1,11 @@
-//! Denoising networks, weight- and config-compatible with diffusers.
+//! Denoising networks, weight- and config-compatible with diffusers, one file per architecture
+//! and a registry of them ([`network`]).
 
 pub mod attention;
 pub mod dit;
 pub mod embedding;
 pub mod mlp;
+pub mod network;
 pub mod unet;
 pub mod weights;
 

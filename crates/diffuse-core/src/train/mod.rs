@@ -15,8 +15,9 @@ pub mod previews;
 pub mod timesteps;
 pub mod trainer;
 
+pub use crate::nn::network::ModelConfig;
 pub use config::TrainConfig;
 pub use metrics::{MetricsLine, read_metrics};
-pub use model::{ModelConfig, PRESETS};
+pub use model::PRESETS;
 pub use plumbing::{StepReport, StopReason, TrainObserver};
 pub use trainer::{TrainSummary, Trainer};

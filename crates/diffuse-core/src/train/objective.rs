@@ -11,7 +11,7 @@ use super::timesteps::TimestepSampling;
 use crate::bound::{model_log_variance, vlb_terms_bits};
 use crate::error::Result;
 use crate::forward::{PredictionType, q_sample};
-use crate::pipeline::DenoisingNetwork;
+use crate::nn::network::DenoisingNetwork;
 use crate::sampler::{DdpmVariance, split_variance_output};
 use crate::schedule::NoiseSchedule;
 use crate::tensor_ops::{per_sample, to_host_f64};

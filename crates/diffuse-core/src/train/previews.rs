@@ -11,7 +11,8 @@ use super::metrics::MetricsLine;
 use crate::data::{DataKind, Dataset};
 use crate::error::{DiffuseError, Result};
 use crate::forward::PredictionType;
-use crate::pipeline::{DenoisingNetwork, NetworkDenoiser};
+use crate::nn::network::DenoisingNetwork;
+use crate::pipeline::NetworkDenoiser;
 use crate::plot::{ScatterLayer, image_grid_png, loss_curve_png, scatter_panels_png};
 use crate::sampler::{
     GenerationConfig, Model, Recipe, SamplerKind, SamplerName, SamplerSettings, SamplingPlan,

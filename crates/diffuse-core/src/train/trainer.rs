@@ -13,11 +13,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::ModelConfig;
 use super::checkpoint::{self, CheckpointTensors, TrainingState};
 use super::config::TrainConfig;
 use super::ema::ema_update;
 use super::metrics::{MetricsLine, MetricsLog, StepStats};
-use super::model::ModelConfig;
 use super::objective::{CleanBatch, Objective, ObjectiveSettings};
 use super::optimizer::{AdamW, FlatGradients, clip_factor};
 use super::params::{parameters_from_host, parameters_to_host};
@@ -27,12 +27,12 @@ use super::plumbing::{
 };
 use super::previews::{SamplePreview, write_loss_curve};
 use super::timesteps::TimestepSampling;
-use crate::config::DiffusersConfig;
 use crate::data::loader::{Batch, BatchLoader, DataOrder};
 use crate::data::{DataKind, Dataset, DatasetSource, LoadOptions};
 use crate::error::{DiffuseError, Result};
 use crate::io::write_atomically;
-use crate::pipeline::{DenoisingNetwork, DiffusionPipeline};
+use crate::nn::network::DenoisingNetwork;
+use crate::pipeline::DiffusionPipeline;
 
 /// Salt of the step-noise streams, so they never coincide with the data-order streams.
 const STEP_NOISE_SALT: u64 = 0x7ea1_5eed_0f5b_edaa;
@@ -104,14 +104,6 @@ fn load_dataset(config: &TrainConfig) -> Result<Dataset> {
         toy_samples: config.toy_samples,
         seed: config.seed,
     })
-}
-
-fn model_config_json(config: &ModelConfig) -> String {
-    match config {
-        ModelConfig::UNet(c) => c.to_json(),
-        ModelConfig::DiT(c) => c.to_json(),
-        ModelConfig::Mlp(c) => serde_json::to_string_pretty(c).expect("configs always serialise"),
-    }
 }
 
 /// The network `config` asks for (a preset or a config file), fitted to `dataset`.
@@ -516,7 +508,7 @@ impl Trainer {
         let incomplete = checkpoint::write_incomplete(
             &checkpoints,
             &state,
-            &model_config_json(&self.model_config),
+            &self.model_config.to_json(),
             &tensors,
         )?;
         let dir = checkpoint::commit(&checkpoints, &incomplete, self.position.step)?;

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::DiffusersConfig;
+use crate::data::DataKind;
 use crate::error::{DiffuseError, Result};
+use crate::nn::network::{DataFit, check_class_table, check_out_channels, data_mismatch};
 
 /// `sample_size`: one side or [height, width].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +118,68 @@ impl UNet2DConfig {
         self.time_embedding_dim
             .unwrap_or(self.block_out_channels[0] * 4)
     }
+
+    /// Takes a preset's shape from the data, or checks a user's config against it; either way
+    /// the image must survive the down path's halvings.
+    pub(crate) fn fit(&mut self, data: &DataFit) -> Result<()> {
+        if data.kind != DataKind::Images {
+            return Err(DiffuseError::config(
+                "a U-Net trains on images, not vectors",
+            ));
+        }
+        if data.is_preset {
+            self.adopt_shape(data);
+        } else {
+            self.check_shape(data)?;
+        }
+        self.check_halvings(data)
+    }
+
+    fn adopt_shape(&mut self, data: &DataFit) {
+        let [channels, height, width] = data.sample_shape;
+        self.in_channels = channels;
+        self.out_channels = data.out_channels();
+        self.sample_size = Some(if height == width {
+            SampleSize::Square(height)
+        } else {
+            SampleSize::Rect([height, width])
+        });
+        self.num_class_embeds = data.class_table();
+    }
+
+    fn check_shape(&self, data: &DataFit) -> Result<()> {
+        let [channels, height, width] = data.sample_shape;
+        if self.in_channels != channels {
+            return Err(data_mismatch(
+                "channel count",
+                self.in_channels.to_string(),
+                channels.to_string(),
+            ));
+        }
+        if let Some(size) = self.sample_size.filter(|s| s.hw() != [height, width]) {
+            return Err(data_mismatch(
+                "sample size",
+                format!("{:?}", size.hw()),
+                format!("{:?}", [height, width]),
+            ));
+        }
+        check_out_channels(self.out_channels, data)?;
+        check_class_table(self.num_class_embeds, data.classes)
+    }
+
+    fn check_halvings(&self, data: &DataFit) -> Result<()> {
+        let [_, height, width] = data.sample_shape;
+        let levels = self.block_out_channels.len() as u32;
+        let factor = 1usize << levels.saturating_sub(1);
+        if height % factor != 0 || width % factor != 0 {
+            return Err(DiffuseError::config(format!(
+                "a U-Net with {levels} levels halves the image {} times: {height}×{width} \
+                 is not divisible by {factor}",
+                levels - 1
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl DiffusersConfig for UNet2DConfig {
@@ -131,6 +195,15 @@ impl DiffusersConfig for UNet2DConfig {
 
     /// Rejects what we do not implement, naming the field, and inconsistent shapes.
     fn validate(&self) -> Result<()> {
+        self.check_layer_options()?;
+        self.check_block_types()?;
+        self.check_widths()
+    }
+}
+
+impl UNet2DConfig {
+    /// The embedding, activation, resampling and conditioning options are ones we implement.
+    fn check_layer_options(&self) -> Result<()> {
         if self.time_embedding_type != "positional" {
             return Err(unsupported(
                 "time_embedding_type",
@@ -168,6 +241,11 @@ impl DiffusersConfig for UNet2DConfig {
                 "default, scale_shift",
             ));
         }
+        Ok(())
+    }
+
+    /// Every block type names a block we implement.
+    fn check_block_types(&self) -> Result<()> {
         if let Some(mid) = self
             .mid_block_type
             .as_deref()
@@ -193,6 +271,12 @@ impl DiffusersConfig for UNet2DConfig {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// One width per level and block type, each divisible by the group norm's groups and by the
+    /// attention head width.
+    fn check_widths(&self) -> Result<()> {
         let levels = self.block_out_channels.len();
         if levels == 0
             || self.down_block_types.len() != levels

@@ -18,6 +18,7 @@ use crate::config::DiffusersConfig;
 use crate::error::{DiffuseError, Result};
 use crate::nn::conv2d;
 use crate::nn::embedding::{TimestepMlp, class_embeddings, timestep_embedding};
+use crate::nn::network::{Architecture, DataFit};
 
 /// One resolution level on the way down: residual blocks, optional attention after each, and a
 /// strided convolution unless it is the last level (diffusers' `DownBlock2D` / `AttnDownBlock2D`).
@@ -91,6 +92,141 @@ impl UpBlock {
     }
 }
 
+/// Builds the blocks of a U-Net for a validated config, level by level, as diffusers does.
+struct LayerBuilder<'a> {
+    config: &'a UNet2DConfig,
+    settings: ResnetSettings,
+    device: &'a Device,
+}
+
+impl<'a> LayerBuilder<'a> {
+    fn new(config: &'a UNet2DConfig, device: &'a Device) -> Self {
+        let settings = ResnetSettings {
+            temb_channels: config.time_embed_dim(),
+            groups: config.norm_num_groups,
+            eps: config.norm_eps,
+            scale_shift: config.resnet_time_scale_shift == "scale_shift",
+            output_scale_factor: 1.0,
+        };
+        Self {
+            config,
+            settings,
+            device,
+        }
+    }
+
+    fn levels(&self) -> usize {
+        self.config.block_out_channels.len()
+    }
+
+    fn resnet(&self, in_channels: usize, out_channels: usize) -> ResnetBlock2D {
+        ResnetBlock2D::new(in_channels, out_channels, &self.settings, self.device)
+    }
+
+    fn attention(&self, width: usize, groups: Option<usize>, rescale: f64) -> Attention {
+        let c = self.config;
+        let head_dim = c.attention_head_dim.unwrap_or(width);
+        Attention::new(width, head_dim, groups, c.norm_eps, rescale, self.device)
+    }
+
+    /// `count` attention layers of `width` for an attention block, none for a plain one.
+    fn block_attentions(&self, with_attention: bool, count: usize, width: usize) -> Vec<Attention> {
+        if !with_attention {
+            return Vec::new();
+        }
+        (0..count)
+            .map(|_| self.attention(width, Some(self.config.norm_num_groups), 1.0))
+            .collect()
+    }
+
+    fn down_blocks(&self) -> Vec<DownBlock> {
+        (0..self.levels())
+            .map(|level| self.down_block(level))
+            .collect()
+    }
+
+    /// Level `level` of the way down: from the previous level's width to its own.
+    fn down_block(&self, level: usize) -> DownBlock {
+        let c = self.config;
+        let input = c.block_out_channels[level.saturating_sub(1)];
+        let out = c.block_out_channels[level];
+        let resnets = (0..c.layers_per_block)
+            .map(|j| self.resnet(if j == 0 { input } else { out }, out))
+            .collect();
+        let with_attention = c.down_block_types[level] == "AttnDownBlock2D";
+        let attentions = self.block_attentions(with_attention, c.layers_per_block, out);
+        let downsamplers = (level + 1 < self.levels())
+            .then(|| Downsample2D::new(out, c.downsample_padding, self.device))
+            .into_iter()
+            .collect();
+        DownBlock {
+            resnets,
+            attentions,
+            downsamplers,
+        }
+    }
+
+    /// The bottleneck at the deepest width, when the config has one.
+    fn mid_block(&self) -> Option<MidBlock> {
+        let c = self.config;
+        c.mid_block_type.as_ref()?;
+        let deepest = c.block_out_channels[self.levels() - 1];
+        let settings = ResnetSettings {
+            output_scale_factor: c.mid_block_scale_factor,
+            ..self.settings
+        };
+        // diffusers drops the attention's group norm in the middle block with scale_shift.
+        let groups = c
+            .attn_norm_num_groups
+            .or((!self.settings.scale_shift).then_some(c.norm_num_groups));
+        Some(MidBlock {
+            resnets: (0..2)
+                .map(|_| ResnetBlock2D::new(deepest, deepest, &settings, self.device))
+                .collect(),
+            attentions: if c.add_attention {
+                vec![self.attention(deepest, groups, c.mid_block_scale_factor)]
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    fn up_blocks(&self) -> Vec<UpBlock> {
+        (0..self.levels())
+            .map(|level| self.up_block(level))
+            .collect()
+    }
+
+    /// Level `level` of the way up (0 is the deepest): each resnet takes the previous output
+    /// and a skip connection, the last one the skip from the level below on the way down.
+    fn up_block(&self, level: usize) -> UpBlock {
+        let c = self.config;
+        let reversed: Vec<usize> = c.block_out_channels.iter().rev().copied().collect();
+        let prev = reversed[level.saturating_sub(1)];
+        let out = reversed[level];
+        let input = reversed[(level + 1).min(self.levels() - 1)];
+        let layers = c.layers_per_block + 1;
+        let resnets = (0..layers)
+            .map(|j| {
+                let skip = if j == layers - 1 { input } else { out };
+                let from = if j == 0 { prev } else { out };
+                self.resnet(from + skip, out)
+            })
+            .collect();
+        let with_attention = c.up_block_types[level] == "AttnUpBlock2D";
+        let attentions = self.block_attentions(with_attention, layers, out);
+        let upsamplers = (level + 1 < self.levels())
+            .then(|| Upsample2D::new(out, self.device))
+            .into_iter()
+            .collect();
+        UpBlock {
+            resnets,
+            attentions,
+            upsamplers,
+        }
+    }
+}
+
 /// diffusers' `UNet2DModel` (positional timestep embedding, optional class embedding table).
 #[derive(Module, Debug)]
 pub struct UNet2DModel {
@@ -106,110 +242,37 @@ pub struct UNet2DModel {
     config: UNet2DConfig,
 }
 
-impl UNet2DModel {
-    /// A randomly initialised network for `config` (validated first).
-    pub fn new(config: &UNet2DConfig, device: &Device) -> Result<Self> {
+impl Architecture for UNet2DModel {
+    type Config = UNet2DConfig;
+    const COMPONENT: &'static str = "unet";
+    const LIBRARY: &'static str = "diffusers";
+    const CLASS_NAME: &'static str = UNet2DConfig::CLASS_NAME;
+    const PIPELINES: &'static [&'static str] = &["DDPMPipeline", "DDIMPipeline"];
+
+    fn pipeline_class(scheduler_class: &str) -> &'static str {
+        match scheduler_class {
+            "DDIMScheduler" => "DDIMPipeline",
+            _ => "DDPMPipeline",
+        }
+    }
+
+    fn parse_config(text: &str) -> Result<UNet2DConfig> {
+        UNet2DConfig::from_json(text)
+    }
+
+    fn config_json(config: &UNet2DConfig) -> String {
+        config.to_json()
+    }
+
+    fn new(config: &UNet2DConfig, device: &Device) -> Result<Self> {
         config.validate()?;
         let c = config;
         let channels = &c.block_out_channels;
-        let levels = channels.len();
         let temb_dim = c.time_embed_dim();
-        let settings = ResnetSettings {
-            temb_channels: temb_dim,
-            groups: c.norm_num_groups,
-            eps: c.norm_eps,
-            scale_shift: c.resnet_time_scale_shift == "scale_shift",
-            output_scale_factor: 1.0,
-        };
-        let attention = |width: usize, groups: Option<usize>, rescale: f64| {
-            let head_dim = c.attention_head_dim.unwrap_or(width);
-            Attention::new(width, head_dim, groups, c.norm_eps, rescale, device)
-        };
-
-        let mut down_blocks = Vec::with_capacity(levels);
-        let mut out = channels[0];
-        for (i, kind) in c.down_block_types.iter().enumerate() {
-            let input = out;
-            out = channels[i];
-            let with_attention = kind == "AttnDownBlock2D";
-            let resnets: Vec<_> = (0..c.layers_per_block)
-                .map(|j| {
-                    ResnetBlock2D::new(if j == 0 { input } else { out }, out, &settings, device)
-                })
-                .collect();
-            let attentions = if with_attention {
-                (0..c.layers_per_block)
-                    .map(|_| attention(out, Some(c.norm_num_groups), 1.0))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let downsamplers = (i + 1 < levels)
-                .then(|| Downsample2D::new(out, c.downsample_padding, device))
-                .into_iter()
-                .collect();
-            down_blocks.push(DownBlock {
-                resnets,
-                attentions,
-                downsamplers,
-            });
-        }
-
-        let deepest = channels[levels - 1];
-        let mid_block = c.mid_block_type.as_ref().map(|_| {
-            let mid_settings = ResnetSettings {
-                output_scale_factor: c.mid_block_scale_factor,
-                ..settings
-            };
-            // diffusers drops the attention's group norm in the middle block with scale_shift.
-            let groups = c
-                .attn_norm_num_groups
-                .or((!settings.scale_shift).then_some(c.norm_num_groups));
-            MidBlock {
-                resnets: (0..2)
-                    .map(|_| ResnetBlock2D::new(deepest, deepest, &mid_settings, device))
-                    .collect(),
-                attentions: if c.add_attention {
-                    vec![attention(deepest, groups, c.mid_block_scale_factor)]
-                } else {
-                    Vec::new()
-                },
-            }
-        });
-
-        let reversed: Vec<usize> = channels.iter().rev().copied().collect();
-        let mut up_blocks = Vec::with_capacity(levels);
-        let mut out = reversed[0];
-        for (i, kind) in c.up_block_types.iter().enumerate() {
-            let prev = out;
-            out = reversed[i];
-            let input = reversed[(i + 1).min(levels - 1)];
-            let layers = c.layers_per_block + 1;
-            let resnets = (0..layers)
-                .map(|j| {
-                    let skip = if j == layers - 1 { input } else { out };
-                    let from = if j == 0 { prev } else { out };
-                    ResnetBlock2D::new(from + skip, out, &settings, device)
-                })
-                .collect();
-            let attentions = if kind == "AttnUpBlock2D" {
-                (0..layers)
-                    .map(|_| attention(out, Some(c.norm_num_groups), 1.0))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let upsamplers = (i + 1 < levels)
-                .then(|| Upsample2D::new(out, device))
-                .into_iter()
-                .collect();
-            up_blocks.push(UpBlock {
-                resnets,
-                attentions,
-                upsamplers,
-            });
-        }
-
+        let layers = LayerBuilder::new(c, device);
+        let down_blocks = layers.down_blocks();
+        let mid_block = layers.mid_block();
+        let up_blocks = layers.up_blocks();
         Ok(Self {
             conv_in: conv2d([c.in_channels, channels[0]], 3, 1, 1, device),
             time_embedding: TimestepMlp::new(channels[0], temb_dim, device),
@@ -227,11 +290,37 @@ impl UNet2DModel {
         })
     }
 
-    /// The config this network was built from.
-    pub fn config(&self) -> &UNet2DConfig {
+    fn config(&self) -> &UNet2DConfig {
         &self.config
     }
 
+    fn forward_nchw(
+        &self,
+        x_t: Tensor<4>,
+        timesteps: &[f64],
+        class_labels: Option<&[usize]>,
+    ) -> Result<Tensor<4>> {
+        self.forward(x_t, timesteps, class_labels)
+    }
+
+    fn sample_channels(config: &UNet2DConfig) -> usize {
+        config.in_channels
+    }
+
+    fn sample_size(config: &UNet2DConfig) -> Option<[usize; 2]> {
+        config.sample_size.map(|s| s.hw())
+    }
+
+    fn class_table_size(config: &UNet2DConfig) -> Option<usize> {
+        config.num_class_embeds
+    }
+
+    fn fit(config: &mut UNet2DConfig, data: &DataFit) -> Result<()> {
+        config.fit(data)
+    }
+}
+
+impl UNet2DModel {
     /// The network output for `sample` [B, C, H, W] at `timesteps` (one per row), with class labels
     /// when the network has a class embedding.
     pub fn forward(

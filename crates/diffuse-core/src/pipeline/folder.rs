@@ -1,0 +1,95 @@
+//! A pipeline folder as diffusers lays it out: `model_index.json` naming the components, the
+//! network's component folder, and `scheduler/scheduler_config.json`.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::denoiser::NetworkDenoiser;
+use super::scheduler_config::SchedulerConfig;
+use crate::config::DIFFUSERS_VERSION;
+use crate::error::{DiffuseError, Result};
+use crate::io::write_atomically;
+use crate::nn::network::DenoisingNetwork;
+
+/// A loaded pipeline folder: the network and its scheduler config.
+#[derive(Debug)]
+pub struct DiffusionPipeline {
+    pub network: DenoisingNetwork,
+    pub scheduler: SchedulerConfig,
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| DiffuseError::io(path, e))
+}
+
+impl DiffusionPipeline {
+    /// Reads a diffusers pipeline folder: `DDPMPipeline`/`DDIMPipeline` with `unet/`, a
+    /// pixel-space `DiTPipeline` with `transformer/` (no VAE), or `diffuse`'s MLP pipeline.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let index_path = dir.join("model_index.json");
+        let index: Value = serde_json::from_str(&read_text(&index_path)?)
+            .map_err(|e| DiffuseError::bad_file(&index_path, format!("malformed JSON: {e}")))?;
+        let class = index["_class_name"].as_str().unwrap_or("");
+        if !index["vae"].is_null() {
+            return Err(DiffuseError::bad_file(
+                &index_path,
+                format!(
+                    "latent pipelines (a `{class}` with a vae) are not supported yet; pixel-space \
+                     ones are"
+                ),
+            ));
+        }
+        let network = DenoisingNetwork::load(class, dir, device).unwrap_or_else(|| {
+            Err(DiffuseError::bad_file(
+                &index_path,
+                format!(
+                    "pipeline `{class}` is not supported (supported: {})",
+                    DenoisingNetwork::pipeline_classes().join(", ")
+                ),
+            ))
+        })?;
+        let scheduler_path = dir.join("scheduler/scheduler_config.json");
+        let scheduler = SchedulerConfig::from_json(&read_text(&scheduler_path)?)
+            .map_err(|e| e.in_file(&scheduler_path))?;
+        Ok(Self { network, scheduler })
+    }
+
+    /// Writes the folder in diffusers' layout (`DDPMPipeline.from_pretrained` reads a U-Net one).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let component = self.network.component();
+        for sub in [component, "scheduler"] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path).map_err(|e| DiffuseError::io(&path, e))?;
+        }
+        let mut index = serde_json::json!({
+            "_class_name": self.network.pipeline_class(&self.scheduler.class_name),
+            "_diffusers_version": DIFFUSERS_VERSION,
+            "scheduler": ["diffusers", self.scheduler.class_name],
+        });
+        index[component] = serde_json::json!(self.network.index_entry());
+        write_atomically(
+            &dir.join("model_index.json"),
+            pretty_json(&index).as_bytes(),
+        )?;
+        self.network.save(dir)?;
+        write_atomically(
+            &dir.join("scheduler/scheduler_config.json"),
+            pretty_json(&self.scheduler).as_bytes(),
+        )
+    }
+
+    /// The network as a sampler's denoiser, with the scheduler's prediction type.
+    pub fn denoiser(&self) -> Result<NetworkDenoiser<'_>> {
+        Ok(NetworkDenoiser::new(
+            &self.network,
+            self.scheduler.prediction()?,
+        ))
+    }
+}
+
+fn pretty_json(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value).expect("configs always serialise")
+}
