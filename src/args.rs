@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use burn::tensor::Device;
 use clap::Args;
 use diffuse_core::data::{ColorMode, Dataset, DatasetSource, LoadOptions, Split};
-use diffuse_core::schedule::{BetaSchedule, NoiseSchedule};
+use diffuse_core::process::schedule::{BetaSchedule, NoiseSchedule};
 
 /// The forward process: which β schedule over how many training steps.
 #[derive(Args, Debug, Clone)]

@@ -15,7 +15,7 @@ use diffuse_core::classifier::builtin::builtin_classifier;
 use diffuse_core::data::{DatasetSource, LoadOptions, Split};
 use diffuse_core::eval::{FeatureNetwork, QualitySettings, markdown_table, sampler_quality_table};
 use diffuse_core::pipeline::DiffusionPipeline;
-use diffuse_core::sampler::{GenerationConfig, SamplerName};
+use diffuse_core::sampling::{GenerationConfig, SamplerName};
 use diffuse_core::train::Trainer;
 
 use super::demo::demo_recipe;

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use diffuse_core::data::{DataKind, Dataset};
+use diffuse_core::eval::ode::Tolerances;
 use diffuse_core::eval::{
     OdeLikelihoodSettings, ScoredData, TraceEstimator, VlbSettings, VlbTimesteps,
     ode_negative_log_likelihood, variational_bound,
 };
-use diffuse_core::ode::Tolerances;
 use diffuse_core::pipeline::DiffusionPipeline;
-use diffuse_core::sampler::sde::Sde;
+use diffuse_core::process::sde::Sde;
 use serde_json::{Value, json};
 
 use super::{extend, print_table, progress_bar, report_to};

@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use diffuse_core::forward::PredictionType;
 use diffuse_core::gmm::{GaussianMixture, GmmDenoiser};
 use diffuse_core::io::{HostTensor, read_safetensors, write_safetensors};
 use diffuse_core::pipeline::DiffusionPipeline;
 use diffuse_core::plot::image_grid_png;
-use diffuse_core::sampler::{
-    DdpmVariance, GenerationConfig, Model, SamplerKind, SamplerName, SamplerSettings, SamplingPlan,
-    X0Limit,
+use diffuse_core::process::forward::PredictionType;
+use diffuse_core::process::variance::DdpmVariance;
+use diffuse_core::sampling::{
+    GenerationConfig, Model, SamplerKind, SamplerName, SamplerSettings, SamplingPlan, X0Limit,
 };
 
 use super::sampling::{SamplingArgs, class_labels_for, draw};

@@ -7,10 +7,11 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::DType;
 use clap::Args;
 use diffuse_core::classifier::NoiseAwareClassifier;
-use diffuse_core::guidance::CfgSettings;
 use diffuse_core::pipeline::{DiffusionPipeline, SamplerOverrides};
-use diffuse_core::sampler::sde::{Sde, SdeSampler, SdeSettings};
-use diffuse_core::sampler::{
+use diffuse_core::process::sde::Sde;
+use diffuse_core::sampling::guidance::CfgSettings;
+use diffuse_core::sampling::sde::{SdeSampler, SdeSettings};
+use diffuse_core::sampling::{
     Drawn, GenerationConfig, Method, Model, ParallelSettings, PipelineSamples, Progress, Recipe,
     SamplerChoice, SamplerName, SamplingPlan, X0Limit,
 };
@@ -96,7 +97,7 @@ pub struct SamplingArgs {
     /// Timestep spacing: leading, trailing or linspace. Default: leading for --gmm, the folder's
     /// timestep_spacing for --pipeline.
     #[arg(long)]
-    pub timestep_spacing: Option<diffuse_core::schedule::TimestepSpacing>,
+    pub timestep_spacing: Option<diffuse_core::process::schedule::TimestepSpacing>,
     /// Offset added to leading-spaced timesteps (default: 0, or the folder's steps_offset).
     #[arg(long)]
     pub steps_offset: Option<usize>,

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use diffuse_core::schedule::{TimestepSpacing, inference_timesteps};
+use diffuse_core::process::schedule::{TimestepSpacing, inference_timesteps};
 use serde_json::json;
 
 use crate::args::ScheduleArgs;

@@ -3,7 +3,7 @@
 use burn::tensor::Tensor;
 
 use crate::error::{DiffuseError, Result};
-use crate::forward::PredictionType;
+use crate::process::forward::PredictionType;
 
 /// Anything that maps a noisy batch x_t and its timesteps to a prediction: a network, an exact
 /// analytic denoiser, or a guidance wrapper around either.

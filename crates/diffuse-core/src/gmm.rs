@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
-use crate::forward::PredictionType;
-use crate::schedule::NoiseSchedule;
+use crate::process::forward::PredictionType;
+use crate::process::schedule::NoiseSchedule;
 use crate::tensor_ops::{from_host_f64, to_host_f64};
 
 /// The JSON form: `{"weights":[...], "means":[[...],...], "stds":[[...],...]}`. A component's stds

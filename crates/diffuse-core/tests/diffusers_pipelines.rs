@@ -8,8 +8,8 @@ mod common;
 use burn::tensor::DType;
 use common::{Replay, fixture, floats, plan_of, tensor2, usizes};
 use diffuse_core::gmm::{GaussianMixture, GmmDenoiser, MixtureSpec};
-use diffuse_core::sampler::sample;
-use diffuse_core::schedule::NoiseSchedule;
+use diffuse_core::process::schedule::NoiseSchedule;
+use diffuse_core::sampling::sample;
 use diffuse_core::tensor_ops::{relative_max_error, to_host_f64};
 
 #[test]

@@ -13,8 +13,8 @@ use burn::tensor::DType;
 use common::{Replay, fixture, floats, tensor2, usizes};
 use diffuse_core::gmm::{GaussianMixture, GmmDenoiser, MixtureSpec};
 use diffuse_core::pipeline::{SamplerOverrides, SchedulerConfig};
-use diffuse_core::sampler::{SamplingPlan, sample};
-use diffuse_core::schedule::NoiseSchedule;
+use diffuse_core::process::schedule::NoiseSchedule;
+use diffuse_core::sampling::{SamplingPlan, sample};
 use diffuse_core::tensor_ops::{relative_max_error, to_host_f64};
 use serde_json::Value;
 

@@ -3,7 +3,9 @@
 mod common;
 
 use common::{fixture, floats, usizes};
-use diffuse_core::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing, inference_timesteps};
+use diffuse_core::process::schedule::{
+    BetaSchedule, NoiseSchedule, TimestepSpacing, inference_timesteps,
+};
 
 /// diffusers computes schedules in f32; we compute in f64: |Δ| ≤ 5e-5·|ref| + 1e-6.
 /// Returns the largest |Δ| as a fraction of that bound.

@@ -11,9 +11,9 @@ mod common;
 
 use burn::tensor::DType;
 use common::{fixture, floats, plan_of, tensor2, usizes};
-use diffuse_core::forward::PredictionType;
-use diffuse_core::sampler::{DiscreteStep, SamplerKind, StepOutput, ddim_step, ddpm_step};
-use diffuse_core::schedule::NoiseSchedule;
+use diffuse_core::process::forward::PredictionType;
+use diffuse_core::process::schedule::NoiseSchedule;
+use diffuse_core::sampling::{DiscreteStep, SamplerKind, StepOutput, ddim_step, ddpm_step};
 use diffuse_core::tensor_ops::{relative_max_error, to_host_f64};
 use serde_json::Value;
 

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use burn::tensor::{DType, Device, Tensor};
-use diffuse_core::forward::PredictionType;
 use diffuse_core::io::{HostTensor, read_safetensors};
 use diffuse_core::nn::dit::DiTTransformer2DModel;
 use diffuse_core::nn::network::{Architecture, DenoisingNetwork};
 use diffuse_core::noise::SeededNoise;
 use diffuse_core::pipeline::{DiffusionPipeline, SchedulerConfig};
-use diffuse_core::sampler::{DdimOptions, SamplerKind, SamplingPlan, sample};
-use diffuse_core::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
+use diffuse_core::process::forward::PredictionType;
+use diffuse_core::process::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
+use diffuse_core::sampling::{DdimOptions, SamplerKind, SamplingPlan, sample};
 use diffuse_core::tensor_ops::{from_host_f64, relative_max_error, to_host_f64};
 
 const CONFIGS: [&str; 2] = ["class_conditional", "learned_sigma"];

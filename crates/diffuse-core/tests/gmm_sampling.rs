@@ -2,13 +2,13 @@
 //! sampler's own error, which these tests bound.
 
 use burn::tensor::{DType, Device};
-use diffuse_core::forward::PredictionType;
 use diffuse_core::gmm::GmmDenoiser;
-use diffuse_core::sampler::{
+use diffuse_core::process::forward::PredictionType;
+use diffuse_core::process::schedule::{NoiseSchedule, TimestepSpacing};
+use diffuse_core::sampling::{
     DdimOptions, DdpmOptions, GenerationConfig, ParallelSettings, SamplerKind, SamplerSettings,
     SamplingPlan, generate, generate_parallel,
 };
-use diffuse_core::schedule::{NoiseSchedule, TimestepSpacing};
 
 mod common;
 use common::{assert_matches_mixture, three_blobs};
@@ -251,7 +251,7 @@ fn parallel_sampling_matches_sequential_in_fewer_rounds() {
 #[test]
 #[ignore]
 fn nfe_table() {
-    use diffuse_core::sampler::PndmOptions;
+    use diffuse_core::sampling::PndmOptions;
     use rand::SeedableRng;
     let (denoiser, schedule) = three_blobs(PredictionType::Epsilon);
     let mixture = denoiser.mixture().clone();

@@ -4,12 +4,12 @@
 use burn::tensor::{DType, Device, Tensor};
 use diffuse_core::Result;
 use diffuse_core::denoiser::Denoiser;
-use diffuse_core::forward::PredictionType;
 use diffuse_core::gmm::{GaussianMixture, GmmDenoiser};
-use diffuse_core::guidance::{
+use diffuse_core::process::forward::PredictionType;
+use diffuse_core::process::schedule::{BetaSchedule, NoiseSchedule};
+use diffuse_core::sampling::guidance::{
     CfgSettings, ClassGradient, ClassifierFreeGuidance, ClassifierGuidance,
 };
-use diffuse_core::schedule::{BetaSchedule, NoiseSchedule};
 use diffuse_core::tensor_ops::{from_host_f64, to_host_f64};
 
 const THREE_BLOBS: &str = include_str!("../../../examples/mixtures/three-blobs.json");

@@ -4,13 +4,13 @@
 use burn::tensor::Device;
 use diffuse_core::denoiser::Denoiser;
 use diffuse_core::eval::{OdeLikelihoodSettings, OdeSolve, TraceEstimator, ode_log_likelihood};
-use diffuse_core::forward::PredictionType;
 use diffuse_core::gmm::{GaussianMixture, GmmDenoiser};
 use diffuse_core::nn::mlp::{MlpConfig, MlpDenoiser};
 use diffuse_core::nn::network::{Architecture, DenoisingNetwork};
 use diffuse_core::pipeline::NetworkDenoiser;
-use diffuse_core::sampler::sde::Sde;
-use diffuse_core::schedule::NoiseSchedule;
+use diffuse_core::process::forward::PredictionType;
+use diffuse_core::process::schedule::NoiseSchedule;
+use diffuse_core::process::sde::Sde;
 use diffuse_core::tensor_ops::{from_host_f64, to_host_f64};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -91,7 +91,7 @@ fn analytic_and_target(
 /// each step's error below atol + rtol·|y| in the RMS sense over the state, and some tens of
 /// steps accumulate (with partly cancelling signs) to a few times that. Measured: 2e-5 (VP),
 /// 9e-6 (sub-VP), 4e-5 (VE); at rtol = atol = 1e-7, 6e-6, 2e-6 and 3e-7, VP's floor being the
-/// f32 σ table [`schedule_sigmas`](diffuse_core::sampler::grid::schedule_sigmas) matches noise
+/// f32 σ table [`schedule_sigmas`](diffuse_core::process::sigmas::schedule_sigmas) matches noise
 /// levels in, whose 1 − ᾱ loses digits at σ ≈ 1e-3.
 const SOLVER_TOLERANCE: f64 = 1e-4;
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::floats;
 use diffuse_core::Result;
-use diffuse_core::ode::{Tolerances, solve_rk45};
+use diffuse_core::eval::ode::{Tolerances, solve_rk45};
 use serde_json::Value;
 
 /// The fixture's right-hand sides.

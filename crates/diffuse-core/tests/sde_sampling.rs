@@ -4,9 +4,10 @@
 //! and means within Monte-Carlo error.
 
 use burn::tensor::{DType, Device};
-use diffuse_core::forward::PredictionType;
-use diffuse_core::sampler::GenerationConfig;
-use diffuse_core::sampler::sde::{Sde, SdeSampler, SdeSettings, generate_sde};
+use diffuse_core::process::forward::PredictionType;
+use diffuse_core::process::sde::Sde;
+use diffuse_core::sampling::GenerationConfig;
+use diffuse_core::sampling::sde::{SdeSampler, SdeSettings, generate_sde};
 
 mod common;
 use common::{assert_matches_mixture, three_blobs};
@@ -70,8 +71,8 @@ fn plain_euler_maruyama_reproduces_the_mixture() {
 #[test]
 fn the_last_predictor_step_adds_no_noise() {
     use burn::tensor::Tensor;
-    use diffuse_core::sampler::grid::schedule_sigmas;
-    use diffuse_core::sampler::sde::score;
+    use diffuse_core::process::sde::score;
+    use diffuse_core::process::sigmas::schedule_sigmas;
     use diffuse_core::tensor_ops::{from_host_f64, to_host_f64};
 
     let (denoiser, schedule) = three_blobs(PredictionType::Epsilon);

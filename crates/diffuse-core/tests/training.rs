@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::tensor::{DType, Device};
 use diffuse_core::data::toy::ToySet;
 use diffuse_core::pipeline::DiffusionPipeline;
-use diffuse_core::sampler::{
+use diffuse_core::process::schedule::TimestepSpacing;
+use diffuse_core::sampling::{
     GenerationConfig, SamplerKind, SamplerSettings, SamplingPlan, generate,
 };
-use diffuse_core::schedule::TimestepSpacing;
 use diffuse_core::train::checkpoint;
 use diffuse_core::train::plumbing::LrDecay;
 use diffuse_core::train::{
@@ -156,7 +156,7 @@ fn the_run_folder_is_a_pipeline_that_loads_and_samples() {
 #[test]
 fn a_learned_variance_run_samples_and_scores_with_its_variance() {
     use diffuse_core::eval::{VlbSettings, VlbTimesteps, variational_bound};
-    use diffuse_core::sampler::DdpmVariance;
+    use diffuse_core::process::variance::DdpmVariance;
 
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
@@ -534,7 +534,8 @@ fn mlp_learns_eight_gaussians(continuous_sde: Option<&str>) {
     let held_out = ToySet::EightGaussians.sample(4000, 99).unwrap();
     let distance = mean_nearest_distance(&samples, &held_out.values);
     if let Some(name) = continuous_sde {
-        use diffuse_core::sampler::sde::{Sde, SdeSampler, SdeSettings, generate_sde};
+        use diffuse_core::process::sde::Sde;
+        use diffuse_core::sampling::sde::{SdeSampler, SdeSettings, generate_sde};
         let settings = SdeSettings {
             sde: Sde::from_name(name).unwrap(),
             sampler: SdeSampler::PredictorCorrector {

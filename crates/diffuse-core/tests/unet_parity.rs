@@ -10,7 +10,7 @@ use diffuse_core::io::{HostTensor, read_safetensors};
 use diffuse_core::nn::network::{Architecture, DenoisingNetwork};
 use diffuse_core::noise::SeededNoise;
 use diffuse_core::pipeline::DiffusionPipeline;
-use diffuse_core::sampler::{SamplingPlan, sample};
+use diffuse_core::sampling::{SamplingPlan, sample};
 use diffuse_core::tensor_ops::{from_host_f64, relative_max_error, to_host_f64};
 use safetensors::tensor::{Dtype, TensorView};
 

@@ -5,9 +5,9 @@ mod common;
 
 use burn::tensor::{DType, Device, Tensor};
 use common::floats;
-use diffuse_core::bound::{model_log_variance, prior_bits_per_dim, vlb_terms_bits};
-use diffuse_core::sampler::DdpmVariance;
-use diffuse_core::schedule::NoiseSchedule;
+use diffuse_core::process::bound::{model_log_variance, prior_bits_per_dim, vlb_terms_bits};
+use diffuse_core::process::schedule::NoiseSchedule;
+use diffuse_core::process::variance::DdpmVariance;
 use diffuse_core::tensor_ops::{from_host_f64, to_host_f64};
 use serde_json::Value;
 
@@ -119,13 +119,13 @@ fn a_batch_mixing_timesteps_gives_each_row_its_own_term() {
 fn the_bound_of_gaussian_data_under_its_exact_denoiser_has_its_expected_terms() {
     use burn::tensor::Device;
     use diffuse_core::eval::{VlbSettings, VlbTimesteps, variational_bound};
-    use diffuse_core::forward::PredictionType;
     use diffuse_core::gmm::{GaussianMixture, GmmDenoiser};
+    use diffuse_core::process::forward::PredictionType;
     use rand::SeedableRng;
     use rand_distr::{Distribution, Normal};
 
     let schedule = NoiseSchedule::new(
-        &diffuse_core::schedule::BetaSchedule::Linear {
+        &diffuse_core::process::schedule::BetaSchedule::Linear {
             beta_start: 1e-4,
             beta_end: 0.02,
         },

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DiffuseError, Result};
-use crate::forward::PredictionType;
 use crate::pipeline::SchedulerConfig;
-use crate::schedule::{BetaSchedule, NoiseSchedule};
+use crate::process::forward::PredictionType;
+use crate::process::schedule::{BetaSchedule, NoiseSchedule};
 
 /// Groups of every GroupNorm of the built-in network; each level's width must be a multiple.
 pub const NORM_GROUPS: usize = 8;

@@ -8,7 +8,7 @@ use burn::tensor::activation::log_softmax;
 
 use super::model::NoiseAwareClassifier;
 use crate::error::{DiffuseError, Result};
-use crate::guidance::ClassGradient;
+use crate::sampling::guidance::ClassGradient;
 use crate::tensor_ops::from_host_f64;
 
 /// Rows of one-hot vectors [B, K] for `labels`, checked against K, in `like`'s dtype and device.

@@ -12,6 +12,7 @@ pub mod features;
 pub mod frechet;
 pub mod inception;
 pub mod kid;
+pub mod ode;
 pub mod ode_likelihood;
 pub mod precision_recall;
 pub mod quality;

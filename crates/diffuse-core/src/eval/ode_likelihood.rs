@@ -6,7 +6,7 @@
 //! T = 1 gives
 //!     log p_ε(x) = log p_T(x(T)) + ∫_ε^T ∇·v(x(t), t) dt,
 //! with p_T taken as the prior N(0, s(T)² I) the samplers start from. The pair runs as one ODE
-//! in f64 on the host through the adaptive RK45 of [`crate::ode`], a batch as one system with
+//! in f64 on the host through the adaptive RK45 of [`crate::eval::ode`], a batch as one system with
 //! shared steps, as Song et al.'s code runs scipy's `solve_ivp` (rtol = atol = 1e-5, ε = 1e-5).
 //!
 //! ∇·v = f(t) D − ½ g(t)² tr ∇²log p_t. The trace is exact, Σ_i e_iᵀ J e_i with one
@@ -16,7 +16,7 @@
 //! does not depend on the batch (the shared steps do, within the tolerances).
 //!
 //! The score is a VP-trained denoiser's at the matching noise level
-//! ([`crate::sampler::sde::score_and_vjp`]); below the noise of its first training step (t below
+//! ([`crate::process::sde::score_and_vjp`]); below the noise of its first training step (t below
 //! about 1e-3 for DDPM's linear schedule under VP β 0.1…20) it is that step's.
 
 use std::f64::consts::{LN_2, PI};
@@ -29,11 +29,11 @@ use serde::Serialize;
 use crate::data::DataKind;
 use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
+use crate::eval::ode::{Tolerances, solve_rk45};
 use crate::noise::SeededNoise;
-use crate::ode::{Tolerances, solve_rk45};
-use crate::sampler::grid::schedule_sigmas;
-use crate::sampler::sde::{Sde, score_and_vjp};
-use crate::schedule::NoiseSchedule;
+use crate::process::schedule::NoiseSchedule;
+use crate::process::sde::{Sde, score_and_vjp};
+use crate::process::sigmas::schedule_sigmas;
 use crate::tensor_ops::{from_host_f64, to_host_f64};
 
 /// T: every [`Sde`] runs over t ∈ [0, 1].

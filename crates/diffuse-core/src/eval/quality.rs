@@ -10,8 +10,8 @@ use super::report::{ImageMetrics, ImageReference, evaluate_images};
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::pipeline::{DiffusionPipeline, SamplerOverrides};
-use crate::sampler::{GenerationConfig, Recipe, SamplerChoice, SamplerName, X0Limit};
-use crate::schedule::TimestepSpacing;
+use crate::process::schedule::TimestepSpacing;
+use crate::sampling::{GenerationConfig, Recipe, SamplerChoice, SamplerName, X0Limit};
 
 /// Which cells to fill and how many samples each gets.
 #[derive(Debug, Clone)]

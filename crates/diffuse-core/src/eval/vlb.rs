@@ -1,16 +1,16 @@
 //! The variational bound on −log p(x_0) of a data set in bits per dimension (Ho et al. 2020,
 //! Eq. 5; Nichol & Dhariwal 2021, their `calc_bpd_loop`): L = L_T + Σ_{t≥1} L_{t−1} + L_0, each
-//! term from [`crate::bound`], averaged over the samples.
+//! term from [`crate::process::bound`], averaged over the samples.
 
 use burn::tensor::{DType, Device, Tensor};
 
-use crate::bound::{model_log_variance, prior_bits_per_dim, vlb_terms_bits};
 use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
-use crate::forward::q_sample;
 use crate::noise::SeededNoise;
-use crate::sampler::DdpmVariance;
-use crate::schedule::NoiseSchedule;
+use crate::process::bound::{model_log_variance, prior_bits_per_dim, vlb_terms_bits};
+use crate::process::forward::q_sample;
+use crate::process::schedule::NoiseSchedule;
+use crate::process::variance::DdpmVariance;
 use crate::tensor_ops::{from_host_f64, to_host_f64};
 
 /// Which terms L_{t} (t = 1..T−1) to evaluate: all of them, or K evenly spaced ones whose mean

@@ -4,9 +4,9 @@ use burn::tensor::Tensor;
 
 use crate::denoiser::Denoiser;
 use crate::error::Result;
-use crate::forward::PredictionType;
 use crate::nn::network::DenoisingNetwork;
-use crate::sampler::split_variance_output;
+use crate::process::forward::PredictionType;
+use crate::process::variance::split_variance_output;
 
 /// A network seen as a [`Denoiser`]. A network with a learned variance (out = 2 × in channels)
 /// predicts with its first C channels and gives its variance output v in the other C.

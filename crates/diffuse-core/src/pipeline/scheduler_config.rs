@@ -7,12 +7,15 @@ use serde_json::Value;
 
 use crate::config::{DIFFUSERS_VERSION, reject_unknown_fields};
 use crate::error::{DiffuseError, Result};
-use crate::forward::PredictionType;
-use crate::sampler::{
-    DdpmVariance, FinalSigma, SamplerKind, SamplerName, SamplerSettings, SecondOrderRule,
-    SigmaSpacing, UniPcVariant, X0Limit,
+use crate::process::forward::PredictionType;
+use crate::process::schedule::{
+    BetaSchedule, NoiseSchedule, TimestepSpacing, rescale_zero_terminal_snr,
 };
-use crate::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing, rescale_zero_terminal_snr};
+use crate::process::variance::DdpmVariance;
+use crate::sampling::{
+    FinalSigma, SamplerKind, SamplerName, SamplerSettings, SecondOrderRule, SigmaSpacing,
+    UniPcVariant, X0Limit,
+};
 
 /// The fields of diffusers' scheduler configs (the classes of [`SamplerName::scheduler_class`]) that
 /// `diffuse` honours. Class-specific fields are optional; options `diffuse` does not implement

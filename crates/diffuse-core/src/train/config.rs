@@ -11,11 +11,11 @@ use super::plumbing::{Annealing, LrDecay, LrSchedule};
 use super::timesteps::{LossHistory, TimestepSampling};
 use crate::data::ColorMode;
 use crate::error::{DiffuseError, Result};
-use crate::forward::PredictionType;
 use crate::pipeline::SchedulerConfig;
-use crate::sampler::DdpmVariance;
-use crate::sampler::sde::Sde;
-use crate::schedule::NoiseSchedule;
+use crate::process::forward::PredictionType;
+use crate::process::schedule::NoiseSchedule;
+use crate::process::sde::Sde;
+use crate::process::variance::DdpmVariance;
 
 /// A training run. Field names are the TOML keys; the CLI flags are the same names in kebab case.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

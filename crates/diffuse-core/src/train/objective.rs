@@ -8,12 +8,12 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use super::timesteps::TimestepSampling;
-use crate::bound::{model_log_variance, vlb_terms_bits};
 use crate::error::Result;
-use crate::forward::{PredictionType, q_sample};
 use crate::nn::network::DenoisingNetwork;
-use crate::sampler::{DdpmVariance, split_variance_output};
-use crate::schedule::NoiseSchedule;
+use crate::process::bound::{model_log_variance, vlb_terms_bits};
+use crate::process::forward::{PredictionType, q_sample};
+use crate::process::schedule::NoiseSchedule;
+use crate::process::variance::{DdpmVariance, split_variance_output};
 use crate::tensor_ops::{per_sample, to_host_f64};
 
 /// Options of the loss that do not change the model.
@@ -263,7 +263,7 @@ mod tests {
     fn the_vlb_term_trains_the_variance_but_not_the_mean() {
         // Stop-gradient on μ_θ (Nichol & Dhariwal 2021, §3.1): L_vlb reaches the variance output
         // only; the mean learns from L_simple alone.
-        use crate::schedule::BetaSchedule;
+        use crate::process::schedule::BetaSchedule;
         use burn::tensor::Device;
         let schedule = NoiseSchedule::new(
             &BetaSchedule::Linear {

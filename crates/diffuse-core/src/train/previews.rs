@@ -10,15 +10,15 @@ use super::config::TrainConfig;
 use super::metrics::MetricsLine;
 use crate::data::{DataKind, Dataset};
 use crate::error::{DiffuseError, Result};
-use crate::forward::PredictionType;
 use crate::nn::network::DenoisingNetwork;
 use crate::pipeline::NetworkDenoiser;
 use crate::plot::{ScatterLayer, image_grid_png, loss_curve_png, scatter_panels_png};
-use crate::sampler::{
+use crate::process::forward::PredictionType;
+use crate::process::schedule::{NoiseSchedule, TimestepSpacing};
+use crate::sampling::{
     GenerationConfig, Model, Recipe, SamplerKind, SamplerName, SamplerSettings, SamplingPlan,
     X0Limit,
 };
-use crate::schedule::{NoiseSchedule, TimestepSpacing};
 
 /// Samples per class row of the class-conditional grid, and the grid size otherwise.
 const GRID_COLUMNS: usize = 8;

@@ -11,9 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DiffuseError, Result};
-use crate::sampler::grid::{schedule_sigmas, sigma_to_t};
-use crate::sampler::sde::Sde;
-use crate::schedule::NoiseSchedule;
+use crate::process::schedule::NoiseSchedule;
+use crate::process::sde::Sde;
+use crate::process::sigmas::{schedule_sigmas, sigma_to_t};
 
 /// L_t values remembered per timestep (improved DDPM's `history_per_term`).
 const HISTORY_PER_TERM: usize = 10;
@@ -164,7 +164,7 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-    use crate::schedule::BetaSchedule;
+    use crate::process::schedule::BetaSchedule;
 
     fn schedule(steps: usize) -> NoiseSchedule {
         let linear = BetaSchedule::Linear {

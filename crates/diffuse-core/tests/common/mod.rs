@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use burn::tensor::{DType, Device, Tensor};
-use diffuse_core::forward::PredictionType;
 use diffuse_core::gmm::{GaussianMixture, GmmDenoiser};
 use diffuse_core::noise::NoiseSource;
-use diffuse_core::sampler::{DdimOptions, DdpmOptions, SamplerKind, SamplingPlan, X0Limit};
-use diffuse_core::schedule::{BetaSchedule, NoiseSchedule};
+use diffuse_core::process::forward::PredictionType;
+use diffuse_core::process::schedule::{BetaSchedule, NoiseSchedule};
+use diffuse_core::sampling::{DdimOptions, DdpmOptions, SamplerKind, SamplingPlan, X0Limit};
 use diffuse_core::tensor_ops::from_host_f64;
 use serde_json::Value;
 

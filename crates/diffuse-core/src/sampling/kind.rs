@@ -5,13 +5,14 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::ddim::DdimOptions;
-use super::ddpm::{DdpmOptions, DdpmVariance};
+use super::ddpm::DdpmOptions;
 use super::dpm_solver::DpmSolverOptions;
 use super::grid::SigmaSpacing;
 use super::pndm::PndmOptions;
 use super::unipc::UniPcOptions;
 use super::x0_limit::X0Limit;
 use crate::error::{DiffuseError, Result};
+use crate::process::variance::DdpmVariance;
 
 /// A sampler, by the name the command line and `diffuse serve` use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

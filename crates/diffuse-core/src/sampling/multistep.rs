@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 
 use super::x0_limit::X0Limit;
 use crate::error::Result;
-use crate::forward::PredictionType;
+use crate::process::forward::PredictionType;
 
 /// x̂_0 from a model output at k-diffusion noise level σ on the VP sample x_t (ᾱ = 1/(σ² + 1)),
 /// clipped or thresholded by `limit`.

@@ -12,6 +12,7 @@ pub mod dpm_solver;
 pub mod euler;
 pub mod generate;
 pub mod grid;
+pub mod guidance;
 pub mod kind;
 pub mod multistep;
 pub mod paradigms;
@@ -25,12 +26,10 @@ pub mod x0_limit;
 use burn::tensor::Tensor;
 
 use crate::error::Result;
-use crate::forward::PredictionType;
-use crate::schedule::NoiseSchedule;
+use crate::process::forward::PredictionType;
+use crate::process::schedule::NoiseSchedule;
 pub use ddim::{DdimOptions, ddim_prev_timestep, ddim_step};
-pub use ddpm::{
-    DdpmOptions, DdpmVariance, ddpm_step, learned_range_log_variance, split_variance_output,
-};
+pub use ddpm::{DdpmOptions, ddpm_step};
 pub use dpm_solver::{DpmSolverOptions, SecondOrderRule, dpm_solver_update};
 pub use generate::{GenerationConfig, generate, generate_parallel, sample};
 pub use grid::{FinalSigma, SigmaSpacing};

@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use super::x0_limit::X0Limit;
 use super::{DiscreteStep, Evaluation, SamplerState, StepContext, StepOutput};
 use crate::error::Result;
-use crate::forward::PredictionType;
+use crate::process::forward::PredictionType;
 
 /// Options of the DDIM sampler.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -10,8 +10,8 @@ use super::pndm::{self, PndmState};
 use super::unipc::UniPcState;
 use super::{SamplerState, StepContext};
 use crate::error::{DiffuseError, Result};
-use crate::forward::PredictionType;
-use crate::schedule::{NoiseSchedule, TimestepSpacing, inference_timesteps};
+use crate::process::forward::PredictionType;
+use crate::process::schedule::{NoiseSchedule, TimestepSpacing, inference_timesteps};
 
 /// A sampler bound to its model evaluations.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,9 +11,11 @@ use super::sde::{SdeSettings, generate_sde};
 use crate::classifier::NoiseAwareClassifier;
 use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
-use crate::guidance::{CfgSettings, ClassGradient, ClassifierFreeGuidance, ClassifierGuidance};
 use crate::pipeline::{DiffusionPipeline, SamplerOverrides, SchedulerConfig};
-use crate::schedule::{NoiseSchedule, TimestepSpacing};
+use crate::process::schedule::{NoiseSchedule, TimestepSpacing};
+use crate::sampling::guidance::{
+    CfgSettings, ClassGradient, ClassifierFreeGuidance, ClassifierGuidance,
+};
 
 /// How samples are drawn.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,10 +9,10 @@
 
 use burn::tensor::Tensor;
 
+use super::variance::{DdpmVariance, learned_range_log_variance};
 use crate::error::{DiffuseError, Result};
-use crate::forward::{Posterior, posterior_log_variance_clipped};
-use crate::sampler::{DdpmVariance, learned_range_log_variance};
-use crate::schedule::NoiseSchedule;
+use crate::process::forward::{Posterior, posterior_log_variance_clipped};
+use crate::process::schedule::NoiseSchedule;
 use crate::tensor_ops::per_sample;
 
 /// KL(N(μ₁, e^{v₁}) ‖ N(μ₂, e^{v₂})) per element, in nats (improved DDPM's `normal_kl`).
@@ -165,7 +165,7 @@ mod tests {
     use burn::tensor::{DType, Device};
 
     use super::*;
-    use crate::schedule::BetaSchedule;
+    use crate::process::schedule::BetaSchedule;
     use crate::tensor_ops::{from_host_f64, to_host_f64};
 
     fn schedule() -> NoiseSchedule {

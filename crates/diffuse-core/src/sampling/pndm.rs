@@ -7,8 +7,8 @@ use burn::tensor::Tensor;
 
 use super::{Evaluation, SamplerState, StepContext};
 use crate::error::{DiffuseError, Result};
-use crate::forward::PredictionType;
-use crate::schedule::{NoiseSchedule, TimestepSpacing};
+use crate::process::forward::PredictionType;
+use crate::process::schedule::{NoiseSchedule, TimestepSpacing};
 
 /// Options of PNDM.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -29,8 +29,12 @@ pub fn pndm_timesteps(
     spacing: TimestepSpacing,
     steps_offset: usize,
 ) -> Result<(Vec<i64>, usize)> {
-    let mut base =
-        crate::schedule::inference_timesteps(num_train_timesteps, n, spacing, steps_offset)?;
+    let mut base = crate::process::schedule::inference_timesteps(
+        num_train_timesteps,
+        n,
+        spacing,
+        steps_offset,
+    )?;
     base.reverse(); // ascending, as diffusers keeps `_timesteps`
     let base: Vec<i64> = base.into_iter().map(|t| t as i64).collect();
     if options.skip_prk_steps {

@@ -10,7 +10,7 @@ use super::plan::SamplingPlan;
 use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
 use crate::noise::{NoiseSource, SeededNoise};
-use crate::schedule::NoiseSchedule;
+use crate::process::schedule::NoiseSchedule;
 use crate::tensor_ops::{from_host_f64, to_host_f64};
 
 /// The model output a step of `plan` takes: with a learned DDPM variance, the prediction and the

@@ -3,15 +3,15 @@
 //! Classifier-free guidance (Ho & Salimans 2022) extrapolates from the unconditional prediction
 //! towards the conditional one; guidance rescale (Lin et al. 2023, §3.4) and a guidance interval
 //! (Kynkäänniemi et al. 2024) counter the over-saturation of high weights, and dynamic
-//! thresholding lives with the samplers ([`crate::sampler::X0Limit`]). Classifier guidance
+//! thresholding lives with the samplers ([`crate::sampling::X0Limit`]). Classifier guidance
 //! (Dhariwal & Nichol 2021) shifts the prediction by the gradient of a noise-aware classifier.
 
 use burn::tensor::Tensor;
 
 use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
-use crate::forward::PredictionType;
-use crate::schedule::NoiseSchedule;
+use crate::process::forward::PredictionType;
+use crate::process::schedule::NoiseSchedule;
 use crate::tensor_ops::{from_host_f64, to_host_f64};
 
 /// Settings of classifier-free guidance.

@@ -10,7 +10,7 @@ use burn::tensor::Tensor;
 use super::kind::SigmaSamplerOptions;
 use super::{Evaluation, SamplerState, StepContext};
 use crate::error::Result;
-use crate::forward::PredictionType;
+use crate::process::forward::PredictionType;
 
 /// x̂_0 = D(x̃; σ) from a network output for input x̃/√(σ² + 1).
 pub fn sigma_x0<const D: usize>(
