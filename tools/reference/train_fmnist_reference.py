@@ -23,6 +23,7 @@ import time
 import numpy as np
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def main():
     null_class = config["num_class_embeds"] - 1
     ema = EMAModel(unet.parameters(), decay=0.995, use_ema_warmup=True, inv_gamma=1.0, power=2 / 3)
     opt = torch.optim.AdamW(unet.parameters(), lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-    warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 200))
+    warmup = get_scheduler("constant_with_warmup", opt, num_warmup_steps=200)
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4,
                               beta_end=0.02, clip_sample=True)
     alphas_bar = scheduler.alphas_cumprod

@@ -270,6 +270,13 @@ macro_rules! architectures {
                 }
             }
 
+            /// The config the network was built from.
+            pub fn model_config(&self) -> ModelConfig {
+                match self {
+                    $(Self::$variant(n) => ModelConfig::$variant(Architecture::config(n).clone()),)+
+                }
+            }
+
             /// The network output for `x_t` [B, C, H, W].
             pub fn forward(
                 &self,

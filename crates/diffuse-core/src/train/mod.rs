@@ -17,7 +17,9 @@ pub mod trainer;
 
 pub use crate::nn::network::ModelConfig;
 pub use config::TrainConfig;
-pub use metrics::{MetricsLine, read_metrics};
+pub use metrics::{MetricsLine, StepStats, read_metrics};
 pub use model::PRESETS;
+pub use objective::LossDraw;
 pub use plumbing::{StepReport, StopReason, TrainObserver};
-pub use trainer::{TrainSummary, Trainer};
+pub use timesteps::DrawnTimesteps;
+pub use trainer::{MicroBatch, StepInputs, TrainSummary, Trainer};

@@ -7,8 +7,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use super::timesteps::TimestepSampling;
-use crate::error::Result;
+use super::timesteps::{DrawnTimesteps, TimestepSampling};
+use crate::error::{DiffuseError, Result};
 use crate::nn::network::DenoisingNetwork;
 use crate::process::bound::{model_log_variance, vlb_terms_bits};
 use crate::process::forward::{PredictionType, q_sample};
@@ -149,37 +149,102 @@ pub struct Objective {
     pub timesteps: TimestepSampling,
 }
 
+/// The randomness of one micro-batch's loss: its timesteps with their weights, ε, and the labels
+/// the network is conditioned on after label dropout. Training draws it from the step's seeded
+/// stream; a replay (a parity test against PyTorch) supplies a recorded one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossDraw {
+    pub timesteps: DrawnTimesteps,
+    /// ε, row-major like the batch.
+    pub noise: Vec<f32>,
+    pub labels: Option<Vec<usize>>,
+}
+
+impl LossDraw {
+    /// Refuses a draw whose sizes do not fit `batch` (a replay's recorded inputs can be wrong).
+    fn check_fits(&self, batch: &CleanBatch<'_>, num_train_timesteps: usize) -> Result<()> {
+        let b = batch.shape[0];
+        let last = (num_train_timesteps - 1) as f64;
+        if let Some(t) = self
+            .timesteps
+            .timesteps
+            .iter()
+            .find(|t| !(0.0..=last).contains(*t))
+        {
+            return Err(DiffuseError::config(format!(
+                "training timestep {t} is outside 0..={last}"
+            )));
+        }
+        let fits = self.noise.len() == batch.values.len()
+            && batch.values.len() == batch.shape.iter().product::<usize>()
+            && self.timesteps.timesteps.len() == b
+            && self.timesteps.weights.len() == b
+            && self.labels.as_ref().is_none_or(|l| l.len() == b);
+        if fits {
+            Ok(())
+        } else {
+            Err(DiffuseError::config(format!(
+                "a micro-batch of shape {:?} got {} noise values, {} timesteps and {:?} labels",
+                batch.shape,
+                self.noise.len(),
+                self.timesteps.timesteps.len(),
+                self.labels.as_ref().map(Vec::len)
+            )))
+        }
+    }
+}
+
 impl Objective {
-    /// The loss of one batch: mean_i w_i · (mean ‖target_i − f(x_t, t)_i‖² [+ λ T L_vlb,i for a
-    /// learned variance, the single-sample estimate of λ Σ_t L_t]). The timestep sampling draws
-    /// the timesteps and their weights; all randomness comes from `rng`, so a step is reproduced
-    /// by reseeding it.
+    /// The randomness of one batch's loss, drawn from `rng` in a fixed order: timesteps, noise,
+    /// then label dropout (for a network with a class table of `class_table` rows, the last
+    /// being the null class).
+    pub fn draw(
+        &self,
+        rng: &mut ChaCha8Rng,
+        batch: &CleanBatch<'_>,
+        class_table: Option<usize>,
+    ) -> LossDraw {
+        let timesteps = self.timesteps.draw(rng, batch.shape[0], &self.schedule);
+        let noise = draw_noise(rng, batch.shape, self.settings.offset_noise);
+        let labels = match (batch.labels, class_table) {
+            (Some(labels), Some(table)) => Some(drop_labels(
+                rng,
+                labels,
+                table - 1,
+                self.settings.label_dropout,
+            )),
+            _ => None,
+        };
+        LossDraw {
+            timesteps,
+            noise,
+            labels,
+        }
+    }
+
+    /// The loss of one batch under `draw`: mean_i w_i · (mean ‖target_i − f(x_t, t)_i‖² [+ λ T
+    /// L_vlb,i for a learned variance, the single-sample estimate of λ Σ_t L_t]).
     pub fn loss(
         &self,
         network: &DenoisingNetwork,
         batch: &CleanBatch<'_>,
-        rng: &mut ChaCha8Rng,
+        draw: &LossDraw,
         device: &Device,
     ) -> Result<BatchLoss> {
+        draw.check_fits(batch, self.schedule.num_train_timesteps())?;
         let (schedule, settings) = (&self.schedule, &self.settings);
         let [b, c, _, _] = batch.shape;
-        let drawn = self.timesteps.draw(rng, b, schedule);
-        let noise = draw_noise(rng, batch.shape, settings.offset_noise);
-        let labels = match (batch.labels, network.class_table_size()) {
-            (Some(labels), Some(table)) => {
-                Some(drop_labels(rng, labels, table - 1, settings.label_dropout))
-            }
-            _ => None,
-        };
+        let drawn = &draw.timesteps;
+        let labels = draw.labels.as_ref();
         let t = &drawn.timesteps;
         let alpha_bars: Vec<f64> = t.iter().map(|&t| schedule.alpha_bar_at(t)).collect();
         let x0 = host_tensor(batch.values.to_vec(), batch.shape, device);
-        let noise = host_tensor(noise, batch.shape, device);
+        let noise = host_tensor(draw.noise.clone(), batch.shape, device);
         let x_t = q_sample(x0.clone(), noise.clone(), &alpha_bars);
         let target = settings
             .prediction_type
             .target(x0.clone(), noise, &alpha_bars);
-        let output = network.forward(x_t.clone(), t, labels.as_deref())?;
+        let output = network.forward(x_t.clone(), t, labels.map(Vec::as_slice))?;
         let learned_variance = output.dims()[1] == 2 * c;
         let (prediction, variance) = if learned_variance {
             let (prediction, variance) = split_variance_output(output, c)?;

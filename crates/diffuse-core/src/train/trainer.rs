@@ -18,7 +18,7 @@ use super::checkpoint::{self, CheckpointTensors, TrainingState};
 use super::config::TrainConfig;
 use super::ema::ema_update;
 use super::metrics::{MetricsLine, MetricsLog, StepStats};
-use super::objective::{CleanBatch, Objective, ObjectiveSettings};
+use super::objective::{CleanBatch, LossDraw, Objective, ObjectiveSettings};
 use super::optimizer::{AdamW, FlatGradients, clip_factor};
 use super::params::{parameters_from_host, parameters_to_host};
 use super::plumbing::{
@@ -27,7 +27,7 @@ use super::plumbing::{
 };
 use super::previews::{SamplePreview, write_loss_curve};
 use super::timesteps::TimestepSampling;
-use crate::data::loader::{Batch, BatchLoader, DataOrder};
+use crate::data::loader::{BatchLoader, DataOrder};
 use crate::data::{DataKind, Dataset, DatasetSource, LoadOptions};
 use crate::error::{DiffuseError, Result};
 use crate::io::write_atomically;
@@ -106,29 +106,93 @@ fn load_dataset(config: &TrainConfig) -> Result<Dataset> {
     })
 }
 
+/// The classes a run conditions on: the dataset's, when `--class-conditional` asks for them.
+fn run_classes(config: &TrainConfig, dataset: &Dataset) -> Result<Option<usize>> {
+    match (config.class_conditional, dataset.num_classes()) {
+        (false, _) => Ok(None),
+        (true, 0) => Err(DiffuseError::config(format!(
+            "--class-conditional needs labelled data; `{}` has no classes",
+            config.dataset
+        ))),
+        (true, k) => Ok(Some(k)),
+    }
+}
+
+/// `model` fitted to the run (a preset) or checked against it (a user's or a pipeline's config).
+fn fit_to_run(
+    model: ModelConfig,
+    config: &TrainConfig,
+    dataset: &Dataset,
+    is_preset: bool,
+) -> Result<ModelConfig> {
+    let classes = run_classes(config, dataset)?;
+    let learned_variance = config.variance()?.is_learned();
+    model.fitted(dataset, classes, learned_variance, is_preset)
+}
+
 /// The network `config` asks for (a preset or a config file), fitted to `dataset`.
 fn fitted_model_config(config: &TrainConfig, dataset: &Dataset) -> Result<ModelConfig> {
-    let classes = match (config.class_conditional, dataset.num_classes()) {
-        (false, _) => None,
-        (true, 0) => {
-            return Err(DiffuseError::config(format!(
-                "--class-conditional needs labelled data; `{}` has no classes",
-                config.dataset
-            )));
-        }
-        (true, k) => Some(k),
-    };
-    let learned_variance = config.variance()?.is_learned();
     match &config.model_config {
-        Some(path) => {
-            ModelConfig::from_file(path)?.fitted(dataset, classes, learned_variance, false)
-        }
-        None => ModelConfig::preset(&config.preset, dataset.kind)?.fitted(
+        Some(path) => fit_to_run(ModelConfig::from_file(path)?, config, dataset, false),
+        None => fit_to_run(
+            ModelConfig::preset(&config.preset, dataset.kind)?,
+            config,
             dataset,
-            classes,
-            learned_variance,
             true,
         ),
+    }
+}
+
+/// One micro-batch as a training step consumes it: clean samples [B, C, H, W] row-major, their
+/// labels, and the randomness of their loss.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MicroBatch {
+    pub values: Vec<f32>,
+    pub labels: Option<Vec<usize>>,
+    pub draw: LossDraw,
+    /// Where the run's data stream stands after this batch (what a checkpoint saves); `None` for
+    /// batches from elsewhere, which leave it where it was.
+    pub order_after: Option<DataOrder>,
+}
+
+/// Where a step's micro-batches come from. [`Trainer::run`] takes them from the data loader and
+/// the run's seeded noise streams; a replay of a recorded run (the parity tests against PyTorch
+/// + diffusers) hands its own to [`Trainer::step_with`].
+pub trait StepInputs {
+    /// Micro-batch `micro` of the 0-based step `step`. `objective` draws the randomness of a
+    /// fresh one; it may have learned from the previous micro-batch (importance sampling).
+    fn micro_batch(&mut self, objective: &Objective, step: usize, micro: usize) -> MicroBatch;
+}
+
+/// A run's own inputs: batches from its loader, and for micro-batch k of the run (counted over
+/// all steps) the k-th stream of its seeded step-noise generator, so a resumed run draws the
+/// same noise.
+struct SeededInputs<'a> {
+    loader: &'a mut BatchLoader,
+    seed: u64,
+    accumulation: usize,
+    sample_shape: [usize; 3],
+    class_table: Option<usize>,
+}
+
+impl StepInputs for SeededInputs<'_> {
+    fn micro_batch(&mut self, objective: &Objective, step: usize, micro: usize) -> MicroBatch {
+        let batch = self.loader.next_batch();
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ STEP_NOISE_SALT);
+        rng.set_stream((step * self.accumulation + micro) as u64);
+        let [c, h, w] = self.sample_shape;
+        let clean = CleanBatch {
+            values: &batch.values,
+            shape: [batch.size, c, h, w],
+            labels: batch.labels.as_deref(),
+        };
+        let draw = objective.draw(&mut rng, &clean, self.class_table);
+        MicroBatch {
+            values: batch.values,
+            labels: batch.labels,
+            draw,
+            order_after: Some(batch.order_after),
+        }
     }
 }
 
@@ -153,6 +217,33 @@ impl Trainer {
         config.validate()?;
         let model_config = fitted_model_config(&config, &dataset)?;
         let network = seeded_init(device, config.seed, |device| model_config.build(device))?;
+        Self::starting_from(config, model_config, dataset, network, device)
+    }
+
+    /// A new run on data in memory that starts from the network of the pipeline folder `dir`
+    /// (its config must fit the data and the run's classes and variance type) instead of a
+    /// seeded initialisation; the config's preset and model config are not used.
+    pub fn from_pipeline(
+        config: TrainConfig,
+        dataset: Dataset,
+        dir: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let network = DiffusionPipeline::load(dir, device)?.network;
+        let model_config = fit_to_run(network.model_config(), &config, &dataset, false)
+            .map_err(|e| DiffuseError::config(format!("pipeline {}: {e}", dir.display())))?;
+        Self::starting_from(config, model_config, dataset, network, device)
+    }
+
+    /// A run at step 0 from `network`, its EMA a copy of it.
+    fn starting_from(
+        config: TrainConfig,
+        model_config: ModelConfig,
+        dataset: Dataset,
+        network: DenoisingNetwork,
+        device: &Device,
+    ) -> Result<Self> {
         let weights = Weights {
             network: network.clone(),
             ema: network,
@@ -276,6 +367,16 @@ impl Trainer {
         self.metrics.lines()
     }
 
+    /// The weights being trained (on the autodiff device).
+    pub fn network(&self) -> &DenoisingNetwork {
+        &self.weights.network
+    }
+
+    /// The EMA of the weights, what the run exports.
+    pub fn ema(&self) -> &DenoisingNetwork {
+        &self.weights.ema
+    }
+
     /// Trains until `config.steps`, until `deadline`, or until `stop` is raised; every way out
     /// saves a checkpoint and exports the pipeline folder.
     pub fn run(
@@ -288,6 +389,7 @@ impl Trainer {
         observer.started(self.position.step, Some(total));
         self.metrics.open()?;
         let mut loader = self.batch_loader();
+        let mut inputs = self.seeded_inputs(&mut loader);
         let started = Instant::now();
         let first_step = self.position.step;
         let limits = StopConditions { stop, deadline };
@@ -299,7 +401,7 @@ impl Trainer {
             if let Some(reason) = limits.reached() {
                 break reason;
             }
-            let stats = self.train_step(&mut loader, &guard)?;
+            let stats = self.train_step(&mut inputs, &guard)?;
             self.after_step(stats, &mut guard, observer)?;
         };
         let run = RunEnd {
@@ -398,15 +500,33 @@ impl Trainer {
     /// metrics or samples: the training step alone, for benchmarks.
     pub fn time_steps(&mut self, warmup: usize, steps: usize) -> Result<Duration> {
         let mut loader = self.batch_loader();
+        let mut inputs = self.seeded_inputs(&mut loader);
         let guard = LossGuard::new(LOSS_ADVICE);
         for _ in 0..warmup {
-            self.train_step(&mut loader, &guard)?;
+            self.train_step(&mut inputs, &guard)?;
         }
         let start = Instant::now();
         for _ in 0..steps {
-            self.train_step(&mut loader, &guard)?;
+            self.train_step(&mut inputs, &guard)?;
         }
         Ok(start.elapsed())
+    }
+
+    /// The run's own micro-batches, from `loader`.
+    fn seeded_inputs<'a>(&self, loader: &'a mut BatchLoader) -> SeededInputs<'a> {
+        SeededInputs {
+            loader,
+            seed: self.config.seed,
+            accumulation: self.config.grad_accumulation,
+            sample_shape: self.dataset.sample_shape,
+            class_table: self.weights.network.class_table_size(),
+        }
+    }
+
+    /// One optimisation step on the micro-batches `inputs` hands out, with nothing logged or
+    /// saved: how a replay of a recorded run drives the trainer.
+    pub fn step_with(&mut self, inputs: &mut dyn StepInputs) -> Result<StepStats> {
+        self.train_step(inputs, &LossGuard::new(LOSS_ADVICE))
     }
 
     fn images_per_step(&self) -> usize {
@@ -414,19 +534,19 @@ impl Trainer {
     }
 
     /// One optimisation step over `grad_accumulation` micro-batches.
-    fn train_step(&mut self, loader: &mut BatchLoader, guard: &LossGuard) -> Result<StepStats> {
+    fn train_step(&mut self, inputs: &mut dyn StepInputs, guard: &LossGuard) -> Result<StepStats> {
         let mut grads: Option<FlatGradients> = None;
         let mut loss_sum = 0.0;
         let mut order_after = self.position.order;
         for micro in 0..self.config.grad_accumulation {
-            let batch = loader.next_batch();
-            let (value, step_grads) = self.micro_batch(&batch, micro, guard)?;
+            let batch = inputs.micro_batch(&self.objective, self.position.step, micro);
+            let (value, step_grads) = self.micro_batch(&batch, guard)?;
             loss_sum += value;
             match grads.as_mut() {
                 Some(total) => total.accumulate(step_grads),
                 None => grads = Some(step_grads),
             }
-            order_after = batch.order_after;
+            order_after = batch.order_after.unwrap_or(order_after);
         }
         let mut grads = grads.expect("grad_accumulation is at least 1");
         let grad_norm = grads.global_norm()?;
@@ -451,27 +571,23 @@ impl Trainer {
         })
     }
 
-    /// The loss of micro-batch `micro` of this step (its share of the step's mean) and its
-    /// gradients; the step noise is the seed's stream of this micro-batch.
+    /// The loss of one micro-batch (its share of the step's mean) and its gradients.
     fn micro_batch(
         &mut self,
-        batch: &Batch,
-        micro: usize,
+        batch: &MicroBatch,
         guard: &LossGuard,
     ) -> Result<(f64, FlatGradients)> {
         let accumulation = self.config.grad_accumulation;
         let [c, h, w] = self.dataset.sample_shape;
-        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed ^ STEP_NOISE_SALT);
-        rng.set_stream((self.position.step * accumulation + micro) as u64);
         let clean = CleanBatch {
             values: &batch.values,
-            shape: [batch.size, c, h, w],
+            shape: [batch.values.len() / (c * h * w), c, h, w],
             labels: batch.labels.as_deref(),
         };
         let network = &self.weights.network;
         let batch_loss = self
             .objective
-            .loss(network, &clean, &mut rng, &self.train_device)?;
+            .loss(network, &clean, &batch.draw, &self.train_device)?;
         self.objective.record(&batch_loss)?;
         let loss = batch_loss.loss / accumulation as f64;
         let value = batch_loss.value / accumulation as f64;

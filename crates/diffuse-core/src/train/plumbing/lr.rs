@@ -1,5 +1,6 @@
 //! The learning-rate schedule: a linear warm-up to the peak, then constant or half a cosine to
-//! zero. The denoiser anneals from the end of its warm-up to its last step; the classifier
+//! zero, as diffusers' `get_scheduler` (transformers' `get_*_schedule_with_warmup`) steps it: the
+//! 0-based step s of a warm-up of W steps runs at peak · s/W, so the first step's rate is 0. The denoiser anneals from the end of its warm-up to its last step; the classifier
 //! anneals over its whole run, by steps or by time, whichever is further along.
 
 use std::time::Duration;
@@ -43,7 +44,7 @@ impl LrSchedule {
     /// The rate of the 0-based step `step`, taken `elapsed` into the run.
     pub fn rate(&self, step: usize, elapsed: Duration) -> f64 {
         if step < self.warmup {
-            return self.peak * (step + 1) as f64 / self.warmup as f64;
+            return self.peak * step as f64 / self.warmup as f64;
         }
         match self.annealing {
             Annealing::Constant => self.peak,
@@ -82,8 +83,9 @@ mod tests {
     fn warmup_rises_linearly_and_cosine_reaches_zero() {
         let cosine = after_warmup(1.0, 4, Annealing::CosineAfterWarmup { total: 14 });
         let lr = |s| cosine.rate(s, Duration::ZERO);
-        assert_eq!(lr(0), 0.25);
-        assert_eq!(lr(3), 1.0);
+        assert_eq!(lr(0), 0.0);
+        assert_eq!(lr(1), 0.25);
+        assert_eq!(lr(3), 0.75);
         assert_eq!(lr(4), 1.0);
         assert!((lr(9) - 0.5).abs() < 1e-12);
         assert!(lr(14).abs() < 1e-12);
@@ -103,7 +105,7 @@ mod tests {
             },
         );
         let lr = |step, seconds| by_time.rate(step, Duration::from_secs(seconds));
-        assert_eq!(lr(0, 0), 0.25);
+        assert_eq!(lr(1, 0), 0.25);
         assert_eq!(lr(4, 0), 1.0);
         assert!((lr(10, 5) - 0.5).abs() < 1e-12);
         assert!(lr(10, 15).abs() < 1e-12);
