@@ -1,5 +1,7 @@
 //! Seeded initial weights.
 
+use std::sync::Mutex;
+
 use burn::module::Module;
 use burn::tensor::Device;
 
@@ -14,6 +16,12 @@ pub fn seeded_init<M: Module>(
     seed: u64,
     build: impl FnOnce(&Device) -> Result<M>,
 ) -> Result<M> {
+    // The device's generator is shared: two initialisations at once (threads of one process)
+    // would interleave their draws, so one seeds and draws at a time.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     device.seed(seed);
     let network = build(device)?;
     let _ = flat_parameters(&network);
