@@ -85,8 +85,12 @@ def tiny_dit():
         num_attention_heads=2, attention_head_dim=8, in_channels=1, num_layers=1, sample_size=8,
         patch_size=2, num_embeds_ada_norm=CLASSES,
     )
-    # diffusers' DiT drops labels itself in train mode; here, as in diffuse, the dropout is drawn
-    # outside the model (and recorded), so the model's own is switched off.
+    return switch_off_label_dropout(dit)
+
+
+def switch_off_label_dropout(dit):
+    """diffusers' DiT drops labels itself in train mode; here, as in diffuse, the dropout is drawn
+    outside the model (and recorded), so the model's own is switched off."""
     for module in dit.modules():
         if hasattr(module, "dropout_prob"):
             module.dropout_prob = 0.0
@@ -226,6 +230,12 @@ def run_case(index, name, case, images, labels):
     folder = OUT / name
     shutil.rmtree(folder, ignore_errors=True)
     save_init(model, {**recipe, "net": case["net"]}, scheduler, folder / "init")
+    # Train what a user would load: the saved folder, read back with from_pretrained.
+    network_class, component = (UNet2DModel, "unet") if case["net"] == "unet" else (DiTTransformer2DModel, "transformer")
+    model = network_class.from_pretrained(folder / "init" / component)
+    if case["net"] == "dit":
+        switch_off_label_dropout(model)
+    model.train()
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe["learning_rate"],
                                   betas=(recipe["adam_beta1"], recipe["adam_beta2"]),

@@ -73,16 +73,7 @@ impl StepInputs for Recorded<'_> {
             .iter()
             .map(|&i| i as usize)
             .collect();
-        let per_sample: usize = self.data.sample_shape.iter().product();
-        let values = indices
-            .iter()
-            .flat_map(|&i| self.data.values[i * per_sample..(i + 1) * per_sample].to_vec())
-            .collect();
-        let labels = self
-            .data
-            .labels
-            .as_ref()
-            .map(|l| indices.iter().map(|&i| l[i]).collect());
+        let Dataset { values, labels, .. } = self.data.subset(&indices).unwrap();
         let timesteps: Vec<f64> = self
             .row("timesteps", row)
             .iter()

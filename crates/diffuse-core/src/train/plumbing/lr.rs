@@ -1,7 +1,8 @@
 //! The learning-rate schedule: a linear warm-up to the peak, then constant or half a cosine to
 //! zero, as diffusers' `get_scheduler` (transformers' `get_*_schedule_with_warmup`) steps it: the
-//! 0-based step s of a warm-up of W steps runs at peak · s/W, so the first step's rate is 0. The denoiser anneals from the end of its warm-up to its last step; the classifier
-//! anneals over its whole run, by steps or by time, whichever is further along.
+//! 0-based step s of a warm-up of W steps runs at peak · s/W, so the first step's rate is 0. The
+//! denoiser anneals from the end of its warm-up to its last step; the classifier anneals over its
+//! whole run, by steps or by time, whichever is further along.
 
 use std::time::Duration;
 
