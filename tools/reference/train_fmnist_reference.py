@@ -4,13 +4,14 @@
 Trains the same class-conditional UNet2DModel (tools/reference/configs/unet-28-class.json, the
 `unet-28` preset with 10 classes + the null class) on Fashion-MNIST with the same settings as
 `diffuse demo` (out/demo/train_config.toml): ε-prediction, linear β 1e-4..0.02 over T = 1000,
-t ~ U{0..999}, batch 32, AdamW lr 2e-3 (β 0.9/0.999, ε 1e-8, no weight decay) with 200 linear
-warm-up steps then constant, global grad-norm clip 1.0, label dropout 0.1 to the null class,
-EMA with warm-up (diffusers EMAModel: max decay 0.995, inv_gamma 1, power 2/3). Stops after
---steps or --minutes, whichever comes first, and saves a DDPMPipeline folder with the EMA
+t ~ U{0..999}, batch 32 drawn from each epoch's shuffled order, AdamW lr 2e-3 (β 0.9/0.999,
+ε 1e-8, no weight decay) with 200 linear warm-up steps then constant (diffusers'
+get_scheduler), global grad-norm clip 1.0, label dropout 0.1 to the null class, EMA with warm-up
+(diffusers EMAModel: max decay 0.995, inv_gamma 1, power 2/3). Stops after --steps or --minutes,
+whichever comes first, and saves a DDPMPipeline folder with the EMA
 weights (DDPMScheduler, clip_sample true) that `diffuse eval --pipeline DIR` reads.
 
-    /opt/refenv/bin/python tools/reference/train_fmnist_reference.py --steps 1350 --out out/torch-demo
+    python tools/reference/train_fmnist_reference.py --steps 1350 --seed 0 --out out/torch-demo
     target/release/diffuse eval --pipeline out/torch-demo --dataset fashion-mnist --n 1000 --json
 """
 
@@ -48,7 +49,8 @@ def main():
 
     torch.manual_seed(args.seed)
     images, labels = load_fashion_mnist(pathlib.Path(args.data))
-    config = json.loads((ROOT / "tools/reference/configs/unet-28-class.json").read_text())
+    # The config file as a user's folder holds it (load_config reads the file, as from_pretrained).
+    config = UNet2DModel.load_config(ROOT / "tools/reference/configs/unet-28-class.json")
     unet = UNet2DModel.from_config(config).train()
     null_class = config["num_class_embeds"] - 1
     ema = EMAModel(unet.parameters(), decay=0.995, use_ema_warmup=True, inv_gamma=1.0, power=2 / 3)
@@ -58,10 +60,14 @@ def main():
                               beta_end=0.02, clip_sample=True)
     alphas_bar = scheduler.alphas_cumprod
     start, step, losses = time.perf_counter(), 0, []
+    order, cursor = [], 0
     while step < args.steps:
         if args.minutes is not None and time.perf_counter() - start > 60 * args.minutes:
             break
-        index = torch.randint(0, len(images), (32,))
+        # Epoch-wise shuffling, as diffuse's loader: a fresh permutation whenever one runs out.
+        while len(order) - cursor < 32:
+            order, cursor = order[cursor:] + torch.randperm(len(images)).tolist(), 0
+        index, cursor = torch.tensor(order[cursor:cursor + 32]), cursor + 32
         x0, y = images[index], labels[index].clone()
         y[torch.rand(32) < 0.1] = null_class
         t = torch.randint(0, 1000, (32,))

@@ -5,7 +5,7 @@ Each case runs 50 optimisation steps of the `diffuse demo` recipe (or one change
 network that diffusers builds, with diffusers' own training pieces: `DDPMScheduler.add_noise` and
 `get_velocity`, `compute_snr` for min-SNR weighting, `get_scheduler` for the learning rate,
 `torch.optim.AdamW`, `clip_grad_norm_` and `EMAModel`. The learned-variance case adds
-improved-diffusion's hybrid loss (`GaussianDiffusion.training_losses` with
+improved-diffusion's noising and hybrid loss (`GaussianDiffusion.q_sample` and `training_losses` with
 `LossType.RESCALED_MSE`: L_simple + T/1000 · L_vlb, the mean stopped), written out below from its
 `losses.py` and `gaussian_diffusion.py`. Every random draw is recorded, so `diffuse` can replay the
 run from the same initial weights and must end at the same weights.
@@ -137,6 +137,8 @@ class ImprovedDiffusionVlb:
         alphas_cumprod = np.cumprod(1.0 - betas)
         prev = np.append(1.0, alphas_cumprod[:-1])
         self.betas = betas
+        self.sqrt_alphas_cumprod = np.sqrt(alphas_cumprod)
+        self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - alphas_cumprod)
         self.sqrt_recip = np.sqrt(1.0 / alphas_cumprod)
         self.sqrt_recipm1 = np.sqrt(1.0 / alphas_cumprod - 1)
         variance = betas * (1.0 - prev) / (1.0 - alphas_cumprod)
@@ -147,6 +149,13 @@ class ImprovedDiffusionVlb:
     @staticmethod
     def extract(array, t, like):
         return torch.from_numpy(array).to(like.device)[t].to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def q_sample(self, x0, noise, t):
+        # Eq. 4 of DDPM with the float64 schedule rounded per sample (diffusers' add_noise rounds
+        # alphas_cumprod to float32 first: x_t moves by up to 2.5e-6, which the t = 0 decoder NLL
+        # turns into 2e-5 of the loss).
+        return (self.extract(self.sqrt_alphas_cumprod, t, x0) * x0
+                + self.extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise)
 
     def posterior_mean(self, x0, x_t, t):
         return self.extract(self.coef1, t, x_t) * x0 + self.extract(self.coef2, t, x_t) * x_t
@@ -175,13 +184,14 @@ class ImprovedDiffusionVlb:
 
 def micro_batch_loss(model, recipe, scheduler, vlb, x0, t, noise, labels):
     """The loss of one micro-batch, as diffusers' training examples (and improved-diffusion) compute it."""
-    x_t = scheduler.add_noise(x0, noise, t)
+    learned = recipe["variance_type"] == "learned_range"
+    x_t = vlb.q_sample(x0, noise, t) if learned else scheduler.add_noise(x0, noise, t)
     out = model(x_t, t, class_labels=labels).sample
     if recipe["prediction_type"] == "v_prediction":
         target = scheduler.get_velocity(x0, noise, t)
     else:
         target = noise
-    if recipe["variance_type"] == "learned_range":
+    if learned:
         prediction, variance_values = out[:, :1], out[:, 1:]
         mse = ((prediction - target) ** 2).mean(dim=(1, 2, 3))
         vb = vlb.terms(prediction.detach(), variance_values, x0, x_t, t)

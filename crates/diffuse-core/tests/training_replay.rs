@@ -241,8 +241,6 @@ fn unet_cosine_schedule_with_weight_decay_matches_pytorch() {
 }
 
 #[test]
-#[ignore = "open: steps whose batch holds t = 0 differ by 2e-5 relative (the decoder term), \
-            also with the reference in f64; the other steps agree within 3e-7"]
 fn unet_learned_variance_hybrid_loss_matches_improved_diffusion() {
     replay("unet_learned_range");
 }
