@@ -8,8 +8,8 @@ t ~ U{0..999}, batch 32 drawn from each epoch's shuffled order, AdamW lr 2e-3 (Î
 Îµ 1e-8, no weight decay) with 200 linear warm-up steps then constant (diffusers'
 get_scheduler), global grad-norm clip 1.0, label dropout 0.1 to the null class, EMA with warm-up
 (diffusers EMAModel: max decay 0.995, inv_gamma 1, power 2/3). Stops after --steps or --minutes,
-whichever comes first, and saves a DDPMPipeline folder with the EMA
-weights (DDPMScheduler, clip_sample true) that `diffuse eval --pipeline DIR` reads.
+whichever comes first, and saves a DDPMPipeline folder with the EMA weights (DDPMScheduler,
+clip_sample true) that `diffuse eval --pipeline DIR` reads.
 
     python tools/reference/train_fmnist_reference.py --steps 1350 --seed 0 --out out/torch-demo
     target/release/diffuse eval --pipeline out/torch-demo --dataset fashion-mnist --n 1000 --json

@@ -130,7 +130,7 @@ def discretized_gaussian_log_likelihood(x, means, log_scales):
 
 
 class ImprovedDiffusionVlb:
-    """`GaussianDiffusion._vb_terms_bpd` for LEARNED_RANGE variance, in bits/dim per sample."""
+    """`GaussianDiffusion.q_sample` and `_vb_terms_bpd` for LEARNED_RANGE variance (bits/dim per sample)."""
 
     def __init__(self, betas):
         betas = np.asarray(betas, dtype=np.float64)
