@@ -100,3 +100,13 @@ impl DataArgs {
             .with_context(|| format!("loading the data `{dataset}`"))
     }
 }
+
+/// Parses a number flag, refusing NaN and ±∞: `--learning-rate NaN` must be an error, not a
+/// value that poisons a run (or that the settings' JSON turns into null, i.e. "not given").
+pub fn finite_number(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() => Ok(value),
+        Ok(_) => Err("must be a finite number".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}

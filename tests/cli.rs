@@ -566,7 +566,67 @@ fn train_refuses_bad_input_with_one_line() {
         ],
         "lerning_rate",
     );
+    for (flag, value) in [("--learning-rate", "NaN"), ("--ema-max-decay", "inf")] {
+        let args = ["train", "--dataset", "toy:moons", flag, value, "--out", out];
+        let run = diffuse(&args);
+        let err = stderr(&run);
+        assert!(!run.status.success(), "{args:?} succeeded");
+        assert!(
+            err.contains(flag) && err.contains("finite number"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_clean_error(
+        &[
+            "train",
+            "--dataset",
+            "toy:moons",
+            "--preset",
+            "mlp",
+            "--ema-max-decay",
+            "1.5",
+            "--out",
+            out,
+        ],
+        "ema_max_decay",
+    );
     assert!(!Path::new(out).exists());
+}
+
+#[test]
+fn sample_refuses_a_pipeline_whose_config_asks_for_the_impossible() {
+    let fixture = Path::new("crates/diffuse-core/tests/fixtures/trained/unet-tiny-mnist");
+    let dir = tempfile::tempdir().unwrap();
+    for file in [
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+    ] {
+        let to = dir.path().join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(fixture.join(file), &to).unwrap();
+    }
+    let config_path = dir.path().join("unet/config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["sample_size"] = Value::from(1_000_000_000);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let grid = dir.path().join("grid.png");
+    assert_clean_error(
+        &[
+            "sample",
+            "--pipeline",
+            dir.path().to_str().unwrap(),
+            "--out",
+            grid.to_str().unwrap(),
+            "--sampler",
+            "ddim",
+            "--steps",
+            "2",
+        ],
+        "sample_size",
+    );
 }
 
 #[test]

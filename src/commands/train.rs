@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::args::DeviceArgs;
+use crate::args::{DeviceArgs, finite_number};
 
 /// Settings of a run. Every one can also be set in the --config TOML file under the same name
 /// with underscores (`batch_size = 128`); flags win over the file.
@@ -83,22 +83,22 @@ pub struct TrainSettings {
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub class_conditional: Option<bool>,
     /// Probability of training a sample unconditionally (null class) [default: 0.1].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     pub label_dropout: Option<f64>,
     /// β schedule: linear, scaled_linear, squaredcos_cap_v2, sigmoid [default: linear].
     #[arg(long)]
     pub beta_schedule: Option<String>,
     /// First β [default: 0.0001].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     pub beta_start: Option<f64>,
     /// Last β [default: 0.02].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     pub beta_end: Option<f64>,
     /// T, the training timesteps [default: 1000].
     #[arg(long)]
     pub num_train_timesteps: Option<usize>,
     /// Peak AdamW learning rate [default: 0.001].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     pub learning_rate: Option<f64>,
     /// Steps of linear learning-rate warm-up [default: 100].
     #[arg(long)]
@@ -107,38 +107,38 @@ pub struct TrainSettings {
     #[arg(long)]
     pub lr_schedule: Option<String>,
     /// AdamW β1 [default: 0.9].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     pub adam_beta1: Option<f64>,
     /// AdamW β2 [default: 0.999].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     pub adam_beta2: Option<f64>,
     /// AdamW ε [default: 1e-8].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     pub adam_epsilon: Option<f64>,
     /// AdamW decoupled weight decay [default: 0].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     pub weight_decay: Option<f64>,
     /// Clip the global gradient norm to this; 0 = no clipping [default: 1].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     pub max_grad_norm: Option<f64>,
     /// EMA decay after its warm-up [default: 0.999].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     pub ema_max_decay: Option<f64>,
     /// Warm the EMA decay up as 1 − (1 + step)^(−2/3) [default: true].
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub ema_warmup: Option<bool>,
     /// Min-SNR-γ loss weighting (Hang et al. 2023), e.g. 5 [default: off].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     pub min_snr_gamma: Option<f64>,
     /// Offset-noise scale (per-channel constant added to ε), e.g. 0.1 [default: 0].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     pub offset_noise: Option<f64>,
     /// DDPM's reverse variance: fixed_small, fixed_large, or learned_range (improved DDPM: the
     /// model also outputs its variance and trains with L_simple + λ L_vlb) [default: fixed_small].
     #[arg(long)]
     pub variance_type: Option<String>,
     /// λ of the hybrid loss, learned_range only [default: 0.001].
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     pub vlb_weight: Option<f64>,
     /// uniform, or importance: t drawn ∝ √E[L_t²] of L_vlb, learned_range only [default:
     /// uniform].

@@ -29,7 +29,7 @@ pub fn unet_forward_throughput(
     iterations: usize,
     device: &Device,
 ) -> Result<ForwardThroughput> {
-    let unet = UNet2DModel::new(config, device)?;
+    let unet = UNet2DModel::new_within_limits(config, device)?;
     let [h, w] = config.sample_size.map(|s| s.hw()).unwrap_or([32, 32]);
     let shape = [batch_size, config.in_channels, h, w];
     let x = SeededNoise::new(0, 0..batch_size).next(shape, device, DType::F32);

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{DiffuseError, Result};
+use crate::limits::check_config_integers;
 
 /// The diffusers version whose configs we read and write.
 pub const DIFFUSERS_VERSION: &str = "0.42.1";
@@ -22,6 +23,15 @@ pub fn reject_unknown_fields(metadata: &BTreeMap<String, Value>, what: &str) -> 
     }
 }
 
+/// Deserialises config.json text after refusing any integer in it above
+/// [`MAX_CONFIG_INTEGER`](crate::limits::MAX_CONFIG_INTEGER); `what` names the config in errors.
+pub fn parse_config_json<T: DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    let config_error = |e: serde_json::Error| DiffuseError::config(format!("{what} config: {e}"));
+    let value: Value = serde_json::from_str(text).map_err(config_error)?;
+    check_config_integers(&value, what)?;
+    serde_json::from_str(text).map_err(config_error)
+}
+
 /// A model config as diffusers stores it: its fields plus `_`-prefixed metadata.
 pub trait DiffusersConfig: Serialize + DeserializeOwned + Clone {
     /// The `_class_name` diffusers writes, e.g. `UNet2DModel`.
@@ -35,10 +45,10 @@ pub trait DiffusersConfig: Serialize + DeserializeOwned + Clone {
     /// Rejects values `diffuse` does not implement, naming the field.
     fn validate(&self) -> Result<()>;
 
-    /// Parses config.json text; missing fields, unknown fields and unsupported values are errors.
+    /// Parses config.json text; missing fields, unknown fields, unsupported values and sizes
+    /// beyond [`crate::limits`] are errors.
     fn from_json(text: &str) -> Result<Self> {
-        let config: Self = serde_json::from_str(text)
-            .map_err(|e| DiffuseError::config(format!("{} config: {e}", Self::CLASS_NAME)))?;
+        let config: Self = parse_config_json(text, Self::CLASS_NAME)?;
         reject_unknown_fields(config.metadata(), Self::CLASS_NAME)?;
         config.validate()?;
         Ok(config)

@@ -22,6 +22,7 @@ pub mod error;
 pub mod eval;
 pub mod gmm;
 pub mod io;
+pub mod limits;
 pub mod nn;
 pub mod noise;
 pub mod pipeline;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DiffuseError, Result};
+use crate::limits::{MAX_LAYERS, MAX_LEVELS, check_at_most, check_sample_values};
 use crate::pipeline::SchedulerConfig;
 use crate::process::forward::PredictionType;
 use crate::process::schedule::{BetaSchedule, NoiseSchedule};
@@ -148,6 +149,22 @@ impl ClassifierConfig {
                 "classifier config: `{name}` must be at least 1"
             )));
         }
+        let levels = self.block_out_channels.len();
+        check_at_most(
+            "classifier",
+            MAX_LEVELS,
+            &[("block_out_channels (levels)", levels)],
+        )?;
+        check_at_most(
+            "classifier",
+            MAX_LAYERS,
+            &[("layers_per_block", self.layers_per_block)],
+        )?;
+        check_sample_values(
+            "classifier",
+            self.in_channels,
+            [self.sample_size, self.sample_size],
+        )?;
         if self.block_out_channels.is_empty() {
             return Err(DiffuseError::config(
                 "classifier config: `block_out_channels` needs at least one level",

@@ -12,8 +12,10 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
 use super::config::ClassifierConfig;
+use crate::config::parse_config_json;
 use crate::error::{DiffuseError, Result};
 use crate::io::write_atomically;
+use crate::limits::check_parameter_count;
 use crate::nn::conv2d;
 use crate::nn::embedding::{TimestepMlp, timestep_embedding};
 use crate::nn::unet::layers::{Downsample2D, ResnetBlock2D, ResnetSettings};
@@ -73,7 +75,7 @@ impl NoiseAwareClassifier {
             });
             width_in = width;
         }
-        Ok(Self {
+        let classifier = Self {
             conv_in: conv2d(
                 [config.in_channels, widths[0]],
                 3,
@@ -87,7 +89,10 @@ impl NoiseAwareClassifier {
                 .init(device),
             head: LinearConfig::new(config.feature_dim(), config.num_classes).init(device),
             config: config.clone(),
-        })
+        };
+        // Counted before burn's lazy initialisation allocates the weights.
+        check_parameter_count("classifier", classifier.num_params())?;
+        Ok(classifier)
     }
 
     pub fn config(&self) -> &ClassifierConfig {
@@ -194,8 +199,8 @@ impl NoiseAwareClassifier {
         device: &Device,
     ) -> Result<Self> {
         let config_path = dir.join(CONFIG_FILE);
-        let config: ClassifierConfig = serde_json::from_str(config_json)
-            .map_err(|e| DiffuseError::bad_file(&config_path, format!("classifier config: {e}")))?;
+        let config: ClassifierConfig = parse_config_json(config_json, "classifier")
+            .map_err(|e| DiffuseError::bad_file(&config_path, e.to_string()))?;
         config
             .validate()
             .map_err(|e| DiffuseError::bad_file(&config_path, e.to_string()))?;

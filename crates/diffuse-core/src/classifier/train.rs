@@ -144,9 +144,10 @@ impl ClassifierTrainSettings {
         if !(0.0..=1.0).contains(&self.noisy_fraction) {
             return Err(DiffuseError::config("`noisy_fraction` must be in [0, 1]"));
         }
-        if !(self.weight_decay >= 0.0 && self.max_grad_norm >= 0.0) {
+        let non_negative = |v: f64| v >= 0.0 && v.is_finite();
+        if !(non_negative(self.weight_decay) && non_negative(self.max_grad_norm)) {
             return Err(DiffuseError::config(
-                "`weight_decay` and `max_grad_norm` cannot be negative",
+                "`weight_decay` and `max_grad_norm` must be non-negative numbers",
             ));
         }
         if self.time_budget.is_some_and(|b| b.is_zero()) {

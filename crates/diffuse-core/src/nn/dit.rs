@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::config::DiffusersConfig;
 use crate::data::DataKind;
 use crate::error::{DiffuseError, Result};
+use crate::limits::{MAX_CONFIG_INTEGER, MAX_LAYERS, check_at_most};
 use crate::nn::attention::SelfAttention;
 use crate::nn::conv2d;
 use crate::nn::embedding::{TimestepMlp, class_embeddings, timestep_embedding};
@@ -165,6 +166,17 @@ impl DiffusersConfig for DiTConfig {
                 self.sample_size, self.patch_size
             )));
         }
+        check_at_most(
+            Self::CLASS_NAME,
+            MAX_LAYERS,
+            &[("num_layers", self.num_layers)],
+        )?;
+        // heads × head_dim, each within the config limit, could still overflow a weight's size.
+        check_at_most(
+            Self::CLASS_NAME,
+            MAX_CONFIG_INTEGER as usize,
+            &[("num_attention_heads × attention_head_dim", self.inner_dim())],
+        )?;
         if !self.inner_dim().is_multiple_of(4) {
             return Err(DiffuseError::config(format!(
                 "DiTTransformer2DModel config: the width {} must be divisible by 4 for 2-D positions",

@@ -7,7 +7,9 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::config::parse_config_json;
 use crate::error::{DiffuseError, Result};
+use crate::limits::{MAX_LAYERS, check_at_most};
 use crate::nn::embedding::{TimestepMlp, class_embeddings, timestep_embedding};
 use crate::nn::network::{Architecture, DataFit, check_class_table, data_mismatch};
 
@@ -58,7 +60,11 @@ impl MlpConfig {
                 "MlpDenoiser config: data_dim and hidden_dim must be positive, time_features at least 2",
             ));
         }
-        Ok(())
+        check_at_most(
+            "MlpDenoiser",
+            MAX_LAYERS,
+            &[("num_blocks", self.num_blocks)],
+        )
     }
 
     /// Takes a preset's width from the data, or checks a user's config against it.
@@ -113,8 +119,7 @@ impl Architecture for MlpDenoiser {
     const PIPELINES: &'static [&'static str] = &["DiffuseMlpPipeline"];
 
     fn parse_config(text: &str) -> Result<MlpConfig> {
-        let config: MlpConfig = serde_json::from_str(text)
-            .map_err(|e| DiffuseError::config(format!("MlpDenoiser config: {e}")))?;
+        let config: MlpConfig = parse_config_json(text, Self::CLASS_NAME)?;
         config.validate()?;
         Ok(config)
     }

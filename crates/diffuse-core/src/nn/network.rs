@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::data::DataKind;
 use crate::error::{DiffuseError, Result};
 use crate::io::write_atomically;
+use crate::limits::{check_parameter_count, check_sample_values};
 use crate::nn::dit::DiTTransformer2DModel;
 use crate::nn::mlp::MlpDenoiser;
 use crate::nn::unet::UNet2DModel;
@@ -77,13 +78,26 @@ pub trait Architecture: Module + ModuleSnapshot + Sized {
     /// config already agrees with it.
     fn fit(config: &mut Self::Config, data: &DataFit) -> Result<()>;
 
+    /// [`Architecture::new`] for a config within [`crate::limits`]: one sample of at most
+    /// `MAX_SAMPLE_VALUES` values and at most `MAX_PARAMETERS` parameters, counted before any
+    /// weight is allocated (burn initialises parameters lazily).
+    fn new_within_limits(config: &Self::Config, device: &Device) -> Result<Self> {
+        if let Some(size) = Self::sample_size(config) {
+            check_sample_values(Self::CLASS_NAME, Self::sample_channels(config), size)?;
+        }
+        let network = Self::new(config, device)?;
+        check_parameter_count(Self::CLASS_NAME, network.num_params())?;
+        Ok(network)
+    }
+
     /// Reads `config.json` and the weights from a component folder.
     fn load(dir: &Path, device: &Device) -> Result<Self> {
         let config_path = dir.join("config.json");
         let text =
             std::fs::read_to_string(&config_path).map_err(|e| DiffuseError::io(&config_path, e))?;
         let config = Self::parse_config(&text).map_err(|e| e.in_file(&config_path))?;
-        let mut network = Self::new(&config, device)?;
+        let mut network =
+            Self::new_within_limits(&config, device).map_err(|e| e.in_file(&config_path))?;
         load_diffusers_weights(&mut network, &dir.join(WEIGHTS_FILE), &Self::KEY_RENAMES)?;
         Ok(network)
     }
@@ -239,7 +253,7 @@ macro_rules! architectures {
             pub fn build(&self, device: &Device) -> Result<DenoisingNetwork> {
                 Ok(match self {
                     $(Self::$variant(c) => {
-                        DenoisingNetwork::$variant(<$network as Architecture>::new(c, device)?)
+                        DenoisingNetwork::$variant(<$network as Architecture>::new_within_limits(c, device)?)
                     })+
                 })
             }

@@ -141,7 +141,12 @@ pub fn save_diffusers_weights<M: Module + ModuleSnapshot>(
     path: &Path,
     renames: &KeyRenames,
 ) -> Result<()> {
-    let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
+    // burn's default metadata is a HashMap whose keys come out in a random order, so equal
+    // weights would hash differently; one key, what PyTorch's save_file writes, is stable.
+    let mut store = SafetensorsStore::from_bytes(None)
+        .clear_metadata()
+        .metadata("format", "pt")
+        .with_to_adapter(BurnToPyTorchAdapter);
     for (pattern, replacement) in renames.save {
         store = store.with_key_remapping(*pattern, *replacement);
     }
@@ -152,4 +157,38 @@ pub fn save_diffusers_weights<M: Module + ModuleSnapshot>(
         .get_bytes()
         .map_err(|e| DiffuseError::config(format!("serialising weights: {e}")))?;
     write_atomically(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::LinearConfig;
+    use burn::tensor::Device;
+
+    use super::*;
+
+    /// The safetensors header: its 8-byte length, then the JSON.
+    fn header(path: &Path) -> String {
+        let bytes = std::fs::read(path).unwrap();
+        let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        String::from_utf8(bytes[8..8 + len].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn saved_weights_are_byte_stable_with_pytorch_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = LinearConfig::new(3, 2).init(&Device::default());
+        let paths = [
+            dir.path().join("a.safetensors"),
+            dir.path().join("b.safetensors"),
+        ];
+        for path in &paths {
+            save_diffusers_weights(&layer, path, &KeyRenames::NONE).unwrap();
+        }
+        let text = header(&paths[0]);
+        assert!(text.contains(r#""__metadata__":{"format":"pt"}"#), "{text}");
+        assert_eq!(
+            std::fs::read(&paths[0]).unwrap(),
+            std::fs::read(&paths[1]).unwrap()
+        );
+    }
 }

@@ -133,6 +133,20 @@ pub fn generate_parallel<const D: usize>(
 type BatchSampler<'a, const D: usize> =
     dyn FnMut(Tensor<D>, Option<&[usize]>, &mut SeededNoise) -> Result<Tensor<D>> + 'a;
 
+/// Room for `count` samples of `item_len` values each, or an error when they cannot fit in
+/// memory (an absurd count or sample shape is refused here, not by an abort on allocation).
+fn sample_buffer(count: usize, item_len: usize, item_shape: &[usize]) -> Result<Vec<f64>> {
+    let too_many = || {
+        DiffuseError::config(format!(
+            "{count} samples of shape {item_shape:?} do not fit in memory"
+        ))
+    };
+    let values = count.checked_mul(item_len).ok_or_else(too_many)?;
+    let mut buffer = Vec::new();
+    buffer.try_reserve_exact(values).map_err(|_| too_many())?;
+    Ok(buffer)
+}
+
 /// The batch loop shared by [`generate`] and [`generate_parallel`]: checks the config, draws (or
 /// takes) each batch's z and noise streams, runs `sample_batch`, and collects the results.
 pub(crate) fn in_batches<const D: usize>(
@@ -152,6 +166,8 @@ pub(crate) fn in_batches<const D: usize>(
         ));
     }
     let item_len: usize = item_shape.iter().product();
+    let mut samples = sample_buffer(config.count, item_len, item_shape)?;
+    let values = config.count * item_len; // sample_buffer checked that this does not overflow
     if let Some(labels) = config
         .class_labels
         .as_ref()
@@ -166,17 +182,16 @@ pub(crate) fn in_batches<const D: usize>(
     if let Some(init) = config
         .init_noise
         .as_ref()
-        .filter(|init| init.len() != config.count * item_len)
+        .filter(|init| init.len() != values)
     {
         return Err(DiffuseError::config(format!(
             "the initial noise holds {} values; {} samples of shape {item_shape:?} need {}",
             init.len(),
             config.count,
-            config.count * item_len
+            values
         )));
     }
     let batches = config.count.div_ceil(config.batch_size);
-    let mut samples = Vec::with_capacity(config.count * item_len);
     for batch in 0..batches {
         let start = batch * config.batch_size;
         let end = (start + config.batch_size).min(config.count);
@@ -196,4 +211,20 @@ pub(crate) fn in_batches<const D: usize>(
         samples.extend(to_host_f64(sample_batch(z, labels, &mut noise)?)?);
     }
     Ok(samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_buffers_that_cannot_exist_are_errors_not_aborts() {
+        assert_eq!(sample_buffer(4, 6, &[1, 2, 3]).unwrap().capacity(), 24);
+        let overflow = sample_buffer(usize::MAX, 2, &[2]).unwrap_err();
+        assert!(
+            overflow.to_string().contains("do not fit in memory"),
+            "{overflow}"
+        );
+        assert!(sample_buffer(1 << 40, 1 << 20, &[1 << 20]).is_err());
+    }
 }

@@ -170,35 +170,65 @@ impl TrainConfig {
         if self.dataset.is_empty() {
             return Err(DiffuseError::config("no dataset given (--dataset)"));
         }
-        if !(0.0..1.0).contains(&self.label_dropout) {
-            return Err(DiffuseError::config("`label_dropout` must be in [0, 1)"));
-        }
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return Err(DiffuseError::config("`learning_rate` must be positive"));
-        }
-        if !(0.0..1.0).contains(&self.ema_max_decay) {
-            return Err(DiffuseError::config("`ema_max_decay` must be in [0, 1)"));
-        }
-        if !(0.0..1.0).contains(&self.adam_beta1) || !(0.0..1.0).contains(&self.adam_beta2) {
-            return Err(DiffuseError::config("AdamW betas must be in [0, 1)"));
-        }
-        if self.min_snr_gamma.is_some_and(|g| g <= 0.0) {
-            return Err(DiffuseError::config("`min_snr_gamma` must be positive"));
-        }
-        if self.max_grad_norm < 0.0 || self.offset_noise < 0.0 {
-            return Err(DiffuseError::config(
-                "`max_grad_norm` and `offset_noise` cannot be negative",
-            ));
-        }
-        if !(self.vlb_weight >= 0.0 && self.vlb_weight.is_finite()) {
-            return Err(DiffuseError::config(
-                "`vlb_weight` must be a non-negative number",
-            ));
-        }
+        self.check_hyperparameters()?;
         self.prediction()?;
         self.schedule()?;
         self.timestep_sampling()?;
         Ok(())
+    }
+
+    /// Every real-valued setting is a finite number in its range (NaN fails every comparison, so
+    /// each rule is written as what must hold).
+    fn check_hyperparameters(&self) -> Result<()> {
+        let unit = |v: f64| (0.0..1.0).contains(&v);
+        let positive = |v: f64| v > 0.0 && v.is_finite();
+        let non_negative = |v: f64| v >= 0.0 && v.is_finite();
+        let rules = [
+            (
+                unit(self.label_dropout),
+                "`label_dropout` must be in [0, 1)",
+            ),
+            (
+                positive(self.learning_rate),
+                "`learning_rate` must be positive",
+            ),
+            (
+                unit(self.ema_max_decay),
+                "`ema_max_decay` must be in [0, 1)",
+            ),
+            (
+                unit(self.adam_beta1) && unit(self.adam_beta2),
+                "AdamW betas must be in [0, 1)",
+            ),
+            (
+                positive(self.adam_epsilon),
+                "`adam_epsilon` must be positive",
+            ),
+            (
+                non_negative(self.weight_decay),
+                "`weight_decay` must be a non-negative number",
+            ),
+            (
+                self.min_snr_gamma.is_none_or(positive),
+                "`min_snr_gamma` must be positive",
+            ),
+            (
+                non_negative(self.max_grad_norm) && non_negative(self.offset_noise),
+                "`max_grad_norm` and `offset_noise` must be non-negative numbers",
+            ),
+            (
+                non_negative(self.vlb_weight),
+                "`vlb_weight` must be a non-negative number",
+            ),
+            (
+                positive(self.ema_inv_gamma) && positive(self.ema_power),
+                "`ema_inv_gamma` and `ema_power` must be positive",
+            ),
+        ];
+        match rules.iter().find(|(holds, _)| !holds) {
+            Some((_, rule)) => Err(DiffuseError::config(*rule)),
+            None => Ok(()),
+        }
     }
 
     /// The reverse variance the model samples with (and, if learned, trains).
@@ -374,6 +404,38 @@ mod tests {
             },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn non_finite_hyperparameters_are_refused() {
+        let base = TrainConfig {
+            dataset: "mnist".into(),
+            ..TrainConfig::default()
+        };
+        type Setter = fn(&mut TrainConfig, f64);
+        let setters: [(&str, Setter); 14] = [
+            ("label_dropout", |c, v| c.label_dropout = v),
+            ("learning_rate", |c, v| c.learning_rate = v),
+            ("ema_max_decay", |c, v| c.ema_max_decay = v),
+            ("adam_beta1", |c, v| c.adam_beta1 = v),
+            ("adam_beta2", |c, v| c.adam_beta2 = v),
+            ("adam_epsilon", |c, v| c.adam_epsilon = v),
+            ("weight_decay", |c, v| c.weight_decay = v),
+            ("min_snr_gamma", |c, v| c.min_snr_gamma = Some(v)),
+            ("max_grad_norm", |c, v| c.max_grad_norm = v),
+            ("offset_noise", |c, v| c.offset_noise = v),
+            ("vlb_weight", |c, v| c.vlb_weight = v),
+            ("ema_inv_gamma", |c, v| c.ema_inv_gamma = v),
+            ("ema_power", |c, v| c.ema_power = v),
+            ("beta_end", |c, v| c.beta_end = v),
+        ];
+        for (name, set) in setters {
+            for value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0] {
+                let mut bad = base.clone();
+                set(&mut bad, value);
+                assert!(bad.validate().is_err(), "{name} = {value} accepted");
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::config::DiffusersConfig;
 use crate::data::DataKind;
 use crate::error::{DiffuseError, Result};
+use crate::limits::{MAX_LAYERS, MAX_LEVELS, check_at_most};
 use crate::nn::network::{DataFit, check_class_table, check_out_channels, data_mismatch};
 
 /// `sample_size`: one side or [height, width].
@@ -278,6 +279,16 @@ impl UNet2DConfig {
     /// attention head width.
     fn check_widths(&self) -> Result<()> {
         let levels = self.block_out_channels.len();
+        check_at_most(
+            Self::CLASS_NAME,
+            MAX_LEVELS,
+            &[("block_out_channels (levels)", levels)],
+        )?;
+        check_at_most(
+            Self::CLASS_NAME,
+            MAX_LAYERS,
+            &[("layers_per_block", self.layers_per_block)],
+        )?;
         if levels == 0
             || self.down_block_types.len() != levels
             || self.up_block_types.len() != levels
