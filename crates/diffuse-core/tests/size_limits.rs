@@ -18,6 +18,14 @@ fn json_file(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// The message of an error that `result` must be.
+fn error_of<T>(result: diffuse_core::Result<T>) -> String {
+    match result {
+        Ok(_) => panic!("the config was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// `config` with each `(field, value)` set, as config.json text.
 fn with_fields(mut config: Value, fields: &[(&str, Value)]) -> String {
     for (field, value) in fields {
@@ -32,7 +40,7 @@ fn unet_error(fields: &[(&str, Value)]) -> String {
     let text = with_fields(base, fields);
     let built = UNet2DConfig::from_json(&text)
         .and_then(|config| UNet2DModel::new_within_limits(&config, &Device::default()));
-    built.err().expect("the config was accepted").to_string()
+    error_of(built)
 }
 
 /// The error building a DiT from the fixture's config with `fields` changed.
@@ -40,7 +48,7 @@ fn dit_error(fields: &[(&str, Value)]) -> String {
     let text = with_fields(json_file(Path::new(DIT_CONFIG)), fields);
     let built = DiTConfig::from_json(&text)
         .and_then(|config| DiTTransformer2DModel::new_within_limits(&config, &Device::default()));
-    built.err().expect("the config was accepted").to_string()
+    error_of(built)
 }
 
 #[test]
@@ -92,10 +100,7 @@ fn a_pipeline_folder_with_an_oversized_config_is_a_load_error() {
         &[("sample_size", json!(1_000_000_000))],
     );
     std::fs::write(&config_path, text).unwrap();
-    let err = DiffusionPipeline::load(dir.path(), &Device::default())
-        .err()
-        .expect("the pipeline loaded")
-        .to_string();
+    let err = error_of(DiffusionPipeline::load(dir.path(), &Device::default()));
     assert!(err.contains("sample_size"), "{err}");
     assert!(err.contains("config.json"), "{err}");
 }
