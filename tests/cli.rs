@@ -593,31 +593,36 @@ fn train_refuses_bad_input_with_one_line() {
     assert!(!Path::new(out).exists());
 }
 
-#[test]
-fn sample_refuses_a_pipeline_whose_config_asks_for_the_impossible() {
+/// A copy of the tiny trained U-Net pipeline fixture in `dir`, for breaking one file of it.
+fn copy_tiny_pipeline(dir: &Path) {
     let fixture = Path::new("crates/diffuse-core/tests/fixtures/trained/unet-tiny-mnist");
-    let dir = tempfile::tempdir().unwrap();
     for file in [
         "model_index.json",
         "scheduler/scheduler_config.json",
         "unet/config.json",
         "unet/diffusion_pytorch_model.safetensors",
     ] {
-        let to = dir.path().join(file);
+        let to = dir.join(file);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(fixture.join(file), &to).unwrap();
     }
-    let config_path = dir.path().join("unet/config.json");
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-    config["sample_size"] = Value::from(1_000_000_000);
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let grid = dir.path().join("grid.png");
+}
+
+/// Rewrites the JSON file `path` with `edit`.
+fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {
+    let mut value: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut value);
+    std::fs::write(path, value.to_string()).unwrap();
+}
+
+/// `diffuse sample` on the pipeline folder `dir` must fail cleanly, naming `needle`.
+fn assert_sample_refuses(dir: &Path, needle: &str) {
+    let grid = dir.join("grid.png");
     assert_clean_error(
         &[
             "sample",
             "--pipeline",
-            dir.path().to_str().unwrap(),
+            dir.to_str().unwrap(),
             "--out",
             grid.to_str().unwrap(),
             "--sampler",
@@ -625,8 +630,35 @@ fn sample_refuses_a_pipeline_whose_config_asks_for_the_impossible() {
             "--steps",
             "2",
         ],
-        "sample_size",
+        needle,
     );
+}
+
+#[test]
+fn sample_refuses_a_pipeline_whose_config_asks_for_the_impossible() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tiny_pipeline(dir.path());
+    edit_json(&dir.path().join("unet/config.json"), |config| {
+        config["sample_size"] = Value::from(1_000_000_000)
+    });
+    assert_sample_refuses(dir.path(), "sample_size");
+}
+
+#[test]
+fn sample_refuses_a_model_index_that_does_not_name_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tiny_pipeline(dir.path());
+    let index = dir.path().join("model_index.json");
+    let original = std::fs::read_to_string(&index).unwrap();
+    edit_json(&index, |index| {
+        index.as_object_mut().unwrap().remove("unet");
+    });
+    assert_sample_refuses(dir.path(), "names no `unet` component");
+    std::fs::write(&index, &original).unwrap();
+    edit_json(&index, |index| {
+        index["unet"] = serde_json::json!(["diffusers", "UNet2DConditionModel"])
+    });
+    assert_sample_refuses(dir.path(), "UNet2DConditionModel");
 }
 
 #[test]

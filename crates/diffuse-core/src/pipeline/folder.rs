@@ -51,6 +51,7 @@ impl DiffusionPipeline {
                 ),
             ))
         })?;
+        check_components(&index, &index_path, &network)?;
         let scheduler_path = dir.join("scheduler/scheduler_config.json");
         let scheduler = SchedulerConfig::from_json(&read_text(&scheduler_path)?)
             .map_err(|e| e.in_file(&scheduler_path))?;
@@ -87,6 +88,29 @@ impl DiffusionPipeline {
             &self.network,
             self.scheduler.prediction()?,
         ))
+    }
+}
+
+/// diffusers' `from_pretrained` refuses a model_index.json that leaves out a component the
+/// pipeline needs, so a folder's layout alone is not enough here either; an index that names
+/// another class than the component folder holds is refused too.
+fn check_components(index: &Value, index_path: &Path, network: &DenoisingNetwork) -> Result<()> {
+    let component = network.component();
+    let [_, class_name] = network.index_entry();
+    let refuse = |why: String| Err(DiffuseError::bad_file(index_path, why));
+    match index[component][1].as_str() {
+        None => refuse(format!(
+            "names no `{component}` component (expected `\"{component}\": [\"{}\", \"{class_name}\"]`)",
+            network.index_entry()[0]
+        )),
+        Some(named) if named != class_name => refuse(format!(
+            "names the `{component}` component a `{named}`, but {component}/config.json is a \
+             `{class_name}`"
+        )),
+        Some(_) if index["scheduler"].is_null() => {
+            refuse("names no `scheduler` component".to_string())
+        }
+        Some(_) => Ok(()),
     }
 }
 
