@@ -152,3 +152,35 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsLine>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_numbers_read_back_bit_for_bit() {
+        // Values a run logged that serde_json's default float parser read back one ulp off.
+        let line = MetricsLine {
+            step: 2,
+            loss: 1.0173662232118659,
+            loss_mean: 1.2076116077660117,
+            lr: 0.00010999999999999999,
+            grad_norm: 3.8662039074276198,
+            images_per_second: 33329.49696935926,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let text = serde_json::to_string(&line).unwrap();
+        std::fs::write(&path, format!("{text}\n")).unwrap();
+        let read = read_metrics(&path).unwrap();
+        assert_eq!(read.len(), 1);
+        for (a, b) in [
+            (read[0].loss, line.loss),
+            (read[0].loss_mean, line.loss_mean),
+            (read[0].lr, line.lr),
+            (read[0].grad_norm, line.grad_norm),
+        ] {
+            assert_eq!(a.to_bits(), b.to_bits(), "{b} read back as {a}");
+        }
+    }
+}
