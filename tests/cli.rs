@@ -1286,3 +1286,51 @@ fn bench_quality_fills_the_sampler_by_nfe_table() {
         "{table}"
     );
 }
+
+#[test]
+fn a_second_run_on_the_same_out_is_refused_and_a_killed_run_leaves_no_stale_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out = out.to_str().unwrap();
+    let args = |steps: &str| {
+        [
+            "train",
+            "--dataset",
+            "toy:moons",
+            "--preset",
+            "mlp",
+            "--steps",
+            steps,
+            "--log-every",
+            "1",
+            "--checkpoint-every",
+            "1000000",
+            "--out",
+            out,
+        ]
+        .map(String::from)
+    };
+    let mut first = Command::new(env!("CARGO_BIN_EXE_diffuse"))
+        .args(args("1000000"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The run holds its folder once it logs its first step.
+    let metrics = Path::new(out).join("metrics.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&metrics).map_or(true, |m| m.len() == 0) {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the first run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second: Vec<String> = args("2").to_vec();
+    let second: Vec<&str> = second.iter().map(String::as_str).collect();
+    assert_clean_error(&second, "in use by another training run");
+    first.kill().unwrap(); // SIGKILL: no chance to clean up
+    first.wait().unwrap();
+    let third = diffuse(&second);
+    assert!(third.status.success(), "{}", stderr(&third));
+}

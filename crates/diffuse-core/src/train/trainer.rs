@@ -22,8 +22,8 @@ use super::objective::{CleanBatch, LossDraw, Objective, ObjectiveSettings};
 use super::optimizer::{AdamW, FlatGradients, clip_factor};
 use super::params::{parameters_from_host, parameters_to_host};
 use super::plumbing::{
-    LossGuard, StepReport, StopConditions, StopReason, TrainObserver, prepare_out_dir, seeded_init,
-    write_summary,
+    LossGuard, RunLock, StepReport, StopConditions, StopReason, TrainObserver, prepare_out_dir,
+    seeded_init, write_summary,
 };
 use super::previews::{SamplePreview, write_loss_curve};
 use super::timesteps::TimestepSampling;
@@ -385,6 +385,7 @@ impl Trainer {
         stop: &AtomicBool,
         deadline: Option<Instant>,
     ) -> Result<TrainSummary> {
+        let _held = RunLock::acquire(&self.config.out)?;
         let total = self.config.steps;
         observer.started(self.position.step, Some(total));
         self.metrics.open()?;

@@ -15,4 +15,4 @@ pub use control::{StepReport, StopConditions, StopReason, TrainObserver};
 pub use guard::LossGuard;
 pub use init::seeded_init;
 pub use lr::{Annealing, LrDecay, LrSchedule};
-pub use run_dir::{prepare_out_dir, write_summary};
+pub use run_dir::{RunLock, prepare_out_dir, write_summary};
