@@ -10,23 +10,15 @@ overall and per quarter of the timestep range, with its standard error over imag
 """
 
 import argparse
-import gzip
 import json
 import pathlib
 
-import numpy as np
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
+from train_fmnist_reference import load_fashion_mnist
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def load_test_split(data_dir):
-    with gzip.open(data_dir / "t10k-images-idx3-ubyte.gz") as f:
-        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)
-    with gzip.open(data_dir / "t10k-labels-idx1-ubyte.gz") as f:
-        labels = np.frombuffer(f.read(), np.uint8, offset=8)
-    return torch.tensor(images / 127.5 - 1.0, dtype=torch.float32), torch.tensor(labels, dtype=torch.long)
 
 
 @torch.no_grad()
@@ -51,7 +43,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
-    x0, y = load_test_split(pathlib.Path(args.data))
+    x0, y = load_fashion_mnist(pathlib.Path(args.data), split="t10k")
     g = torch.Generator().manual_seed(args.seed)
     t = torch.randint(0, 1000, (len(x0),), generator=g)
     eps = torch.randn(x0.shape, generator=g)

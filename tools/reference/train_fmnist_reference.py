@@ -30,10 +30,11 @@ from diffusers.training_utils import EMAModel
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def load_fashion_mnist(data_dir):
-    with gzip.open(data_dir / "train-images-idx3-ubyte.gz") as f:
+def load_fashion_mnist(data_dir, split="train"):
+    """Images in [-1, 1] [N, 1, 28, 28] and labels of the `train` or `t10k` (test) idx files."""
+    with gzip.open(data_dir / f"{split}-images-idx3-ubyte.gz") as f:
         images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)
-    with gzip.open(data_dir / "train-labels-idx1-ubyte.gz") as f:
+    with gzip.open(data_dir / f"{split}-labels-idx1-ubyte.gz") as f:
         labels = np.frombuffer(f.read(), np.uint8, offset=8)
     return torch.tensor(images / 127.5 - 1.0, dtype=torch.float32), torch.tensor(labels, dtype=torch.long)
 
