@@ -1334,3 +1334,59 @@ fn a_second_run_on_the_same_out_is_refused_and_a_killed_run_leaves_no_stale_lock
     let third = diffuse(&second);
     assert!(third.status.success(), "{}", stderr(&third));
 }
+
+#[test]
+fn sigint_saves_a_checkpoint_that_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out = out.to_str().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_diffuse"))
+        .args([
+            "train",
+            "--dataset",
+            "toy:moons",
+            "--preset",
+            "mlp",
+            "--steps",
+            "1000000",
+            "--log-every",
+            "1",
+            "--out",
+            out,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = Path::new(out).join("metrics.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&metrics).map_or(true, |m| m.len() == 0) {
+        assert!(started.elapsed().as_secs() < 120, "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = run.id().to_string();
+    let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(kill.success());
+    let output = run.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout.contains("interrupted (resume with --resume)"),
+        "{stdout}"
+    );
+    let latest = std::fs::read_to_string(Path::new(out).join("checkpoints/LATEST")).unwrap();
+    let step: usize = latest.trim().trim_start_matches("step-").parse().unwrap();
+    let two_more = (step + 2).to_string();
+    let resumed = diffuse(&["train", "--resume", out, "--steps", &two_more]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let logged = metrics_steps(Path::new(out));
+    assert_eq!(logged.last(), Some(&(step + 2)), "{logged:?}");
+}
+
+/// The steps of a run's metrics.jsonl lines.
+fn metrics_steps(dir: &Path) -> Vec<usize> {
+    metrics(dir)
+        .iter()
+        .map(|line| line["step"].as_u64().unwrap() as usize)
+        .collect()
+}

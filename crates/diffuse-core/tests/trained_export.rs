@@ -50,3 +50,54 @@ fn a_trained_unet_folder_computes_what_diffusers_computes() {
 fn a_trained_dit_folder_computes_what_diffusers_computes() {
     forward_matches_diffusers("dit-mnist");
 }
+
+/// Every file under `dir`, relative to it, with its bytes.
+fn files_of(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                files.push((path.strip_prefix(dir).unwrap().to_path_buf(), bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn the_same_weights_and_images_give_the_same_bytes() {
+    let pipeline = DiffusionPipeline::load(&case("unet-tiny-mnist"), &Device::flex()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let images: Vec<f64> = (0..4 * 28 * 28).map(|i| (i as f64 * 0.37).sin()).collect();
+    let curve: Vec<(f64, f64)> = (1..50).map(|s| (s as f64, 1.0 / s as f64)).collect();
+    for run in ["a", "b"] {
+        let dir = tmp.path().join(run);
+        pipeline.save(&dir.join("pipeline")).unwrap();
+        diffuse_core::plot::image_grid_png(&dir.join("grid.png"), &images, [4, 1, 28, 28], 2)
+            .unwrap();
+        diffuse_core::plot::loss_curve_png(&dir.join("loss.png"), &curve).unwrap();
+    }
+    let (a, b) = (
+        files_of(&tmp.path().join("a")),
+        files_of(&tmp.path().join("b")),
+    );
+    assert_eq!(
+        a.len(),
+        6,
+        "{:?}",
+        a.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+    for ((path, bytes), (_, other)) in a.iter().zip(&b) {
+        assert!(
+            bytes == other,
+            "{} differs between two saves",
+            path.display()
+        );
+    }
+}
