@@ -1390,3 +1390,100 @@ fn metrics_steps(dir: &Path) -> Vec<usize> {
         .map(|line| line["step"].as_u64().unwrap() as usize)
         .collect()
 }
+
+/// The training command of the kill -9 test, on `out`: small enough to run in seconds, with a
+/// checkpoint every other step so that kills land in checkpoint writes too.
+fn crash_test_run(out: &str) -> Vec<String> {
+    [
+        "train",
+        "--dataset",
+        "toy:moons",
+        "--preset",
+        "mlp",
+        "--steps",
+        "200",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "2",
+        "--out",
+        out,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Every logged number but the throughput.
+fn logged_numbers(dir: &Path) -> Vec<Value> {
+    metrics(dir)
+        .into_iter()
+        .map(|mut line| {
+            line.as_object_mut().unwrap().remove("images_per_second");
+            line
+        })
+        .collect()
+}
+
+#[test]
+fn twenty_kill_9s_and_resumes_end_bit_for_bit_where_one_run_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, killed) = (dir.path().join("whole"), dir.path().join("killed"));
+    let (whole, killed) = (whole.to_str().unwrap(), killed.to_str().unwrap());
+    let args = crash_test_run(whole);
+    let done = diffuse(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(done.status.success(), "{}", stderr(&done));
+    // Kill at pseudo-random moments (a fixed LCG, so a failure reproduces), resuming each time.
+    let mut lcg: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut kills = 0;
+    while kills < 20 {
+        let latest = Path::new(killed).join("checkpoints/LATEST");
+        let args = if latest.exists() {
+            vec!["train".into(), "--resume".into(), killed.to_string()]
+        } else {
+            crash_test_run(killed)
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_diffuse"))
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        lcg = lcg
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(std::time::Duration::from_millis(20 + (lcg >> 33) % 300));
+        if child.try_wait().unwrap().is_some() {
+            break; // it finished before this kill
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        let at = std::fs::read_to_string(&latest).unwrap_or_default();
+        eprintln!("kill {kills}: latest checkpoint {}", at.trim());
+    }
+    let finish = diffuse(&["train", "--resume", killed]);
+    assert!(finish.status.success(), "{}", stderr(&finish));
+    assert!(
+        kills >= 10,
+        "only {kills} kills landed before the run ended"
+    );
+    assert_eq!(
+        logged_numbers(Path::new(killed)),
+        logged_numbers(Path::new(whole))
+    );
+    let last = "checkpoints/step-00000200";
+    for file in [
+        "model.safetensors",
+        "ema.safetensors",
+        "optimizer.safetensors",
+    ] {
+        let (a, b) = (
+            Path::new(whole).join(last).join(file),
+            Path::new(killed).join(last).join(file),
+        );
+        assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+            "{file} differs"
+        );
+    }
+}
