@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{DIFFUSERS_VERSION, reject_unknown_fields};
+use crate::config::{DIFFUSERS_VERSION, parse_config_json, reject_unknown_fields};
 use crate::error::{DiffuseError, Result};
 use crate::process::forward::PredictionType;
 use crate::process::schedule::{
@@ -200,8 +200,7 @@ impl SchedulerConfig {
 
     /// Parses scheduler_config.json and rejects what `diffuse` does not implement, naming the field.
     pub fn from_json(text: &str) -> Result<Self> {
-        let config: Self = serde_json::from_str(&quote_python_constants(text))
-            .map_err(|e| DiffuseError::config(format!("scheduler config: {e}")))?;
+        let config: Self = parse_config_json(&quote_python_constants(text), "scheduler")?;
         config.validate()?;
         Ok(config)
     }

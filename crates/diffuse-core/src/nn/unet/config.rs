@@ -310,6 +310,16 @@ impl UNet2DConfig {
                 "UNet2DModel config: block_out_channels entry {c} is not divisible by norm_num_groups {groups}"
             )));
         }
+        // Only the middle block's attention norm uses it, on the deepest width.
+        let deepest = self.block_out_channels[levels - 1];
+        if let Some(g) = self
+            .attn_norm_num_groups
+            .filter(|&g| g == 0 || deepest % g != 0)
+        {
+            return Err(DiffuseError::config(format!(
+                "UNet2DModel config: the deepest width {deepest} is not divisible by attn_norm_num_groups {g}"
+            )));
+        }
         if let Some(head) = self.attention_head_dim {
             let bad = self
                 .block_out_channels
