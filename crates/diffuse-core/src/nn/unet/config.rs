@@ -314,7 +314,7 @@ impl UNet2DConfig {
         let deepest = self.block_out_channels[levels - 1];
         if let Some(g) = self
             .attn_norm_num_groups
-            .filter(|&g| g == 0 || deepest % g != 0)
+            .filter(|&g| g == 0 || !deepest.is_multiple_of(g))
         {
             return Err(DiffuseError::config(format!(
                 "UNet2DModel config: the deepest width {deepest} is not divisible by attn_norm_num_groups {g}"
