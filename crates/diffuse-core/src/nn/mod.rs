@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod dit;
 pub mod embedding;
+pub mod kernels;
 pub mod mlp;
 pub mod network;
 pub mod unet;

@@ -8,6 +8,7 @@ use burn::tensor::activation::silu;
 
 use crate::nn::attention::multi_head_attention;
 use crate::nn::conv2d;
+use crate::nn::kernels::{self, Activation};
 use burn::nn::conv::Conv2dConfig;
 use burn::tensor::Device;
 
@@ -72,21 +73,24 @@ impl ResnetBlock2D {
 
     /// `temb` is the activated-later embedding [B, temb_channels].
     pub fn forward(&self, input: Tensor<4>, temb: Tensor<2>) -> Tensor<4> {
-        let h = self.conv1.forward(silu(self.norm1.forward(input.clone())));
+        let h = kernels::conv2d(
+            &self.conv1,
+            kernels::group_norm(&self.norm1, input.clone(), Activation::Silu),
+        );
         let [batch, channels, _, _] = h.dims();
         let temb = self.time_emb_proj.forward(silu(temb));
         let h = if self.scale_shift {
             let temb = temb.reshape([batch, 2 * channels, 1, 1]);
             let scale = temb.clone().narrow(1, 0, channels);
             let shift = temb.narrow(1, channels, channels);
-            self.norm2.forward(h) * (scale + 1.0) + shift
+            silu(kernels::group_norm(&self.norm2, h, Activation::Identity) * (scale + 1.0) + shift)
         } else {
-            self.norm2
-                .forward(h + temb.reshape([batch, channels, 1, 1]))
+            let h = h + temb.reshape([batch, channels, 1, 1]);
+            kernels::group_norm(&self.norm2, h, Activation::Silu)
         };
-        let h = self.conv2.forward(silu(h));
+        let h = kernels::conv2d(&self.conv2, h);
         let shortcut = match &self.conv_shortcut {
-            Some(conv) => conv.forward(input),
+            Some(conv) => kernels::conv2d(conv, input),
             None => input,
         };
         (shortcut + h).div_scalar(self.output_scale_factor)
@@ -134,7 +138,7 @@ impl Attention {
         let [batch, channels, height, width] = input.dims();
         let mut h = input.clone().reshape([batch, channels, height * width]);
         if let Some(norm) = &self.group_norm {
-            h = norm.forward(h);
+            h = kernels::group_norm(norm, h, Activation::Identity);
         }
         let projections = [&self.to_q, &self.to_k, &self.to_v, &self.to_out[0]];
         let out = multi_head_attention(projections, h.swap_dims(1, 2), self.heads)
@@ -167,7 +171,7 @@ impl Downsample2D {
     }
 
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        self.conv.forward(input)
+        kernels::conv2d(&self.conv, input)
     }
 }
 
@@ -185,7 +189,7 @@ impl Upsample2D {
     }
 
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        self.conv.forward(upsample_nearest_2x(input))
+        kernels::conv2d(&self.conv, upsample_nearest_2x(input))
     }
 }
 

@@ -8,7 +8,6 @@ pub mod layers;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
 pub use config::{SampleSize, UNet2DConfig};
@@ -18,6 +17,7 @@ use crate::config::DiffusersConfig;
 use crate::error::{DiffuseError, Result};
 use crate::nn::conv2d;
 use crate::nn::embedding::{TimestepMlp, class_embeddings, timestep_embedding};
+use crate::nn::kernels::{self, Activation};
 use crate::nn::network::{Architecture, DataFit};
 
 /// One resolution level on the way down: residual blocks, optional attention after each, and a
@@ -352,7 +352,7 @@ impl UNet2DModel {
             emb = emb + classes;
         }
 
-        let mut h = self.conv_in.forward(sample);
+        let mut h = kernels::conv2d(&self.conv_in, sample);
         let mut skips = vec![h.clone()];
         for block in &self.down_blocks {
             h = block.forward(h, &emb, &mut skips);
@@ -363,7 +363,8 @@ impl UNet2DModel {
         for block in &self.up_blocks {
             h = block.forward(h, &emb, &mut skips);
         }
-        Ok(self.conv_out.forward(silu(self.conv_norm_out.forward(h))))
+        let h = kernels::group_norm(&self.conv_norm_out, h, Activation::Silu);
+        Ok(kernels::conv2d(&self.conv_out, h))
     }
 
     fn check_input(

@@ -1,0 +1,88 @@
+//! Fast CPU kernels for the layers that dominate a U-Net's training step: convolution lowered to
+//! matrix products for the forward and both backward passes (`conv`), and group normalisation
+//! fused with the SiLU after it (`group_norm`). On a flex (CPU) device in f32 the layers below
+//! run these kernels, with their own backward steps; on any other device or dtype they run
+//! burn's operations, so results agree across devices up to rounding.
+//!
+//! They live here because burn's flex backend (0.22) computes a convolution's input gradient
+//! with a direct transposed-convolution loop and a group normalisation as a dozen separate
+//! single-threaded passes; both would belong upstream.
+
+mod conv;
+mod extension;
+mod group_norm;
+mod matmul;
+mod simd;
+
+use burn::backend::{Dispatch, DispatchDevice};
+use burn::nn::conv::Conv2d;
+use burn::nn::{GroupNorm, PaddingConfig2d};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Tensor, activation};
+
+pub use extension::CpuKernels;
+pub use group_norm::Activation;
+
+/// Whether `x` lives where the kernels run: a flex device, f32.
+fn on_cpu_kernels<const D: usize>(x: &Tensor<D>) -> bool {
+    x.dtype() == DType::F32 && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+}
+
+/// The convolution's padding as (begin, end) per axis, for the explicit paddings diffusers'
+/// layers use.
+fn explicit_padding(padding: &PaddingConfig2d) -> Option<[(usize, usize); 2]> {
+    match *padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => Some([(top, bottom), (left, right)]),
+        PaddingConfig2d::Valid => Some([(0, 0), (0, 0)]),
+        PaddingConfig2d::Same => None,
+    }
+}
+
+/// `conv.forward(x)`, on the CPU kernels where they apply.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let padding = explicit_padding(&conv.padding);
+    let fits = |padding: &[(usize, usize); 2]| {
+        let [_, _, height, width] = x.dims();
+        let [kernel_h, kernel_w] = conv.kernel_size;
+        height + padding[0].0 + padding[0].1 >= kernel_h
+            && width + padding[1].0 + padding[1].1 >= kernel_w
+    };
+    let (Some(padding), Some(bias)) = (padding, &conv.bias) else {
+        return conv.forward(x);
+    };
+    if conv.groups != 1 || conv.dilation != [1, 1] || !fits(&padding) || !on_cpu_kernels(&x) {
+        return conv.forward(x);
+    }
+    let options = ConvOptions::new_with_padding(conv.stride, padding, [1, 1], 1);
+    let y = <Dispatch as CpuKernels>::conv2d_gemm(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        bias.val().into_dispatch(),
+        options,
+    );
+    Tensor::from_dispatch(y)
+}
+
+/// `activation(norm.forward(x))`, fused on the CPU kernels where they apply.
+pub fn group_norm<const D: usize>(norm: &GroupNorm, x: Tensor<D>, act: Activation) -> Tensor<D> {
+    match (&norm.gamma, &norm.beta) {
+        (Some(gamma), Some(beta)) if on_cpu_kernels(&x) => {
+            let y = <Dispatch as CpuKernels>::group_norm_fused(
+                x.into_dispatch(),
+                gamma.val().into_dispatch(),
+                beta.val().into_dispatch(),
+                norm.num_groups,
+                norm.epsilon,
+                act,
+            );
+            Tensor::from_dispatch(y)
+        }
+        _ => {
+            let y = norm.forward(x);
+            match act {
+                Activation::Identity => y,
+                Activation::Silu => activation::silu(y),
+            }
+        }
+    }
+}
