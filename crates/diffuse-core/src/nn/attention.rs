@@ -2,8 +2,9 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
+
+use crate::nn::kernels;
 
 /// diffusers' `Attention` without normalisation: query/key/value projections and an output
 /// projection (`to_out` is [Linear, Dropout] in diffusers; only the linear layer holds weights).
@@ -48,19 +49,8 @@ pub(crate) fn multi_head_attention(
     heads: usize,
 ) -> Tensor<3> {
     let [to_q, to_k, to_v, to_out] = projections;
-    let [batch, positions, _] = x.dims();
-    let split_heads = |t: Tensor<3>| {
-        let inner = t.dims()[2];
-        t.reshape([batch, positions, heads, inner / heads])
-            .swap_dims(1, 2)
-    };
-    let q = split_heads(to_q.forward(x.clone()));
-    let k = split_heads(to_k.forward(x.clone()));
-    let v = split_heads(to_v.forward(x));
-    let head_dim = q.dims()[3];
-    let scores = q
-        .matmul(k.swap_dims(2, 3))
-        .div_scalar((head_dim as f64).sqrt());
-    let attended = softmax(scores, 3).matmul(v).swap_dims(1, 2);
-    to_out.forward(attended.reshape([batch, positions, heads * head_dim]))
+    let q = to_q.forward(x.clone());
+    let k = to_k.forward(x.clone());
+    let v = to_v.forward(x);
+    to_out.forward(kernels::attention(q, k, v, heads))
 }

@@ -108,6 +108,16 @@ impl ConvShape {
     }
 }
 
+/// The input columns from the first to the last that tap `kx` reads for the output columns
+/// `valid` (every `stride`-th of them is read).
+fn tap_positions(shape: &ConvShape, valid: &Range<usize>, kx: usize) -> Range<usize> {
+    if valid.is_empty() {
+        return 0..0;
+    }
+    let first = valid.start * shape.stride[1] + kx - shape.pad_begin[1];
+    first..first + (valid.len() - 1) * shape.stride[1] + 1
+}
+
 /// One image's patch matrix [C_in·k_h·k_w, H_out·W_out]: row (c, ky, kx), column (oy, ox) holds
 /// x[c, oy·s + ky − p, ox·s + kx − p], zero outside the image.
 fn im2col(shape: &ConvShape, image: &[f32], patches: &mut [f32]) {
@@ -130,8 +140,13 @@ fn im2col(shape: &ConvShape, image: &[f32], patches: &mut [f32]) {
                     let source = &plane[iy * width..(iy + 1) * width];
                     out[..valid_x.start].fill(0.0);
                     out[valid_x.end..].fill(0.0);
-                    for ox in valid_x.clone() {
-                        out[ox] = source[ox * shape.stride[1] + kx - shape.pad_begin[1]];
+                    let taps = tap_positions(shape, &valid_x, kx);
+                    let out = &mut out[valid_x.clone()];
+                    if shape.stride[1] == 1 {
+                        out.copy_from_slice(&source[taps]);
+                    } else {
+                        let taps = source[taps].iter().step_by(shape.stride[1]);
+                        out.iter_mut().zip(taps).for_each(|(o, &v)| *o = v);
                     }
                 }
             }
@@ -155,10 +170,10 @@ fn col2im(shape: &ConvShape, patches: &[f32], image: &mut [f32]) {
                 for oy in valid_y.clone() {
                     let iy = oy * shape.stride[0] + ky - shape.pad_begin[0];
                     let target = &mut plane[iy * width..(iy + 1) * width];
-                    let out = &row[oy * out_w..(oy + 1) * out_w];
-                    for ox in valid_x.clone() {
-                        target[ox * shape.stride[1] + kx - shape.pad_begin[1]] += out[ox];
-                    }
+                    let out = &row[oy * out_w..(oy + 1) * out_w][valid_x.clone()];
+                    let taps = tap_positions(shape, &valid_x, kx);
+                    let target = target[taps].iter_mut().step_by(shape.stride[1]);
+                    target.zip(out).for_each(|(t, &v)| *t += v);
                 }
             }
         }

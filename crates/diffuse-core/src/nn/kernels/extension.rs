@@ -13,6 +13,7 @@ use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Shape, TensorData};
 
+use super::attention::{self, AttentionShape};
 use super::conv::{self, ConvShape};
 use super::group_norm::{self, Activation, BlockStats, GroupNormShape};
 
@@ -29,6 +30,14 @@ pub trait CpuKernels: Backend {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
+    ) -> FloatTensor<Self>;
+
+    /// softmax(QKᵀ/√d)V with `heads` heads, on projections laid out [B, N, H·d].
+    fn attention_fused(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        heads: usize,
     ) -> FloatTensor<Self>;
 
     /// act(group_norm(x) · γ + β) over [N, C, …] with `groups` groups.
@@ -117,6 +126,28 @@ fn group_norm_flex(
     (flex_tensor(y, x.shape()), stats)
 }
 
+fn attention_shape(q: &FlexTensor, heads: usize) -> AttentionShape {
+    let dims = q.shape();
+    AttentionShape {
+        batch: dims[0],
+        positions: dims[1],
+        heads,
+        head_dim: dims[2] / heads,
+    }
+}
+
+fn attention_flex(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    heads: usize,
+) -> (FlexTensor, Vec<f32>) {
+    let shape = attention_shape(q, heads);
+    let (q_values, k, v) = (contiguous(q), contiguous(k), contiguous(v));
+    let (out, lse) = attention::forward(&shape, values(&q_values), values(&k), values(&v));
+    (flex_tensor(out, q.shape()), lse)
+}
+
 impl CpuKernels for Flex {
     fn conv2d_gemm(
         x: FlexTensor,
@@ -136,6 +167,10 @@ impl CpuKernels for Flex {
         activation: Activation,
     ) -> FlexTensor {
         group_norm_flex(&x, &gamma, &beta, groups, epsilon, activation).0
+    }
+
+    fn attention_fused(q: FlexTensor, k: FlexTensor, v: FlexTensor, heads: usize) -> FlexTensor {
+        attention_flex(&q, &k, &v, heads).0
     }
 }
 
@@ -241,6 +276,42 @@ impl Backward<Flex, 3> for GroupNormBackward {
     }
 }
 
+/// What the attention's backward step needs: its inputs, output and row log-sum-exps.
+#[derive(Debug, Clone)]
+struct AttentionState {
+    inputs: [FlexTensor; 3],
+    output: FlexTensor,
+    lse: Vec<f32>,
+    heads: usize,
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 3> for AttentionBackward {
+    type State = AttentionState;
+
+    fn backward(self, ops: Ops<AttentionState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = contiguous(&grads.consume::<Flex>(&ops.node));
+        let state = ops.state;
+        let shape = attention_shape(&state.inputs[0], state.heads);
+        let inputs = state.inputs.each_ref().map(contiguous);
+        let output = contiguous(&state.output);
+        let input_grads = attention::backward(
+            &shape,
+            inputs.each_ref().map(values),
+            values(&output),
+            &state.lse,
+            values(&grad),
+        );
+        for (node, values) in ops.parents.into_iter().zip(input_grads) {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, flex_tensor(values, state.output.shape()));
+            }
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
     fn conv2d_gemm(
         x: FloatTensor<Self>,
@@ -294,6 +365,27 @@ impl<C: CheckpointStrategy> CpuKernels for Autodiff<Flex, C> {
         record::<_, 3, C>(
             GroupNormBackward,
             [x.node(), gamma.node(), beta.node()],
+            state,
+            output,
+        )
+    }
+
+    fn attention_fused(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        heads: usize,
+    ) -> FloatTensor<Self> {
+        let (output, lse) = attention_flex(q.primitive(), k.primitive(), v.primitive(), heads);
+        let state = AttentionState {
+            inputs: [q.primitive(), k.primitive(), v.primitive()].map(Clone::clone),
+            output: output.clone(),
+            lse,
+            heads,
+        };
+        record::<_, 3, C>(
+            AttentionBackward,
+            [q.node(), k.node(), v.node()],
             state,
             output,
         )

@@ -8,6 +8,7 @@
 //! with a direct transposed-convolution loop and a group normalisation as a dozen separate
 //! single-threaded passes; both would belong upstream.
 
+mod attention;
 mod conv;
 mod extension;
 mod group_norm;
@@ -17,8 +18,9 @@ mod simd;
 use burn::backend::{Dispatch, DispatchDevice};
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, PaddingConfig2d};
+use burn::tensor::activation::{self, softmax};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Tensor, activation};
+use burn::tensor::{DType, Tensor};
 
 pub use extension::CpuKernels;
 pub use group_norm::Activation;
@@ -85,4 +87,32 @@ pub fn group_norm<const D: usize>(norm: &GroupNorm, x: Tensor<D>, act: Activatio
             }
         }
     }
+}
+
+/// softmax(QKᵀ/√d)V (Vaswani et al. 2017, Eq. 1) with `heads` heads over projections q, k, v
+/// [B, N, H·d]; returns the heads concatenated, [B, N, H·d]. Fused on the CPU kernels where
+/// they apply.
+pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tensor<3> {
+    if on_cpu_kernels(&q) {
+        let y = <Dispatch as CpuKernels>::attention_fused(
+            q.into_dispatch(),
+            k.into_dispatch(),
+            v.into_dispatch(),
+            heads,
+        );
+        return Tensor::from_dispatch(y);
+    }
+    let [batch, positions, width] = q.dims();
+    let split_heads = |t: Tensor<3>| {
+        t.reshape([batch, positions, heads, width / heads])
+            .swap_dims(1, 2)
+    };
+    let (q, k, v) = (split_heads(q), split_heads(k), split_heads(v));
+    let scores = q
+        .matmul(k.swap_dims(2, 3))
+        .div_scalar(((width / heads) as f64).sqrt());
+    softmax(scores, 3)
+        .matmul(v)
+        .swap_dims(1, 2)
+        .reshape([batch, positions, width])
 }
