@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::simd::{exp, vectorized};
+use super::simd::{dot, exp, max, sum, vectorized};
 
 /// B images of N positions with H heads of width d.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,19 +74,12 @@ fn score_row(query: &[f32], keys_t: &[f32], scale: f32, scores: &mut [f32]) {
 /// Turns a score row into softmax probabilities in place; returns log Σ_j e^{s_j}.
 #[inline(always)]
 fn softmax_row(scores: &mut [f32]) -> f32 {
-    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-    let mut sum = 0.0f64;
-    for chunk in scores.chunks_mut(16) {
-        let mut part = 0.0f32;
-        for s in chunk.iter_mut() {
-            *s = exp(*s - max);
-            part += *s;
-        }
-        sum += f64::from(part);
-    }
-    let inv = (1.0 / sum) as f32;
+    let max = max(scores);
+    scores.iter_mut().for_each(|s| *s = exp(*s - max));
+    let total = sum(scores);
+    let inv = 1.0 / total;
     scores.iter_mut().for_each(|s| *s *= inv);
-    max + sum.ln() as f32
+    max + total.ln()
 }
 
 /// out[c] = Σ_j p_j · v[c, j] from the transposed values [d, N].
@@ -95,20 +88,6 @@ fn weighted_sum(probs: &[f32], values_t: &[f32], out: &mut [f32]) {
     for (o, values) in out.iter_mut().zip(values_t.chunks_exact(probs.len())) {
         *o = dot(probs, values);
     }
-}
-
-/// ⟨a, b⟩ in sixteen f32 lanes (so that it vectorises), the lanes added in order.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 16];
-    let whole = a.len() / 16 * 16;
-    for (a, b) in a[..whole].chunks_exact(16).zip(b[..whole].chunks_exact(16)) {
-        for ((l, &a), &b) in lanes.iter_mut().zip(a).zip(b) {
-            *l += a * b;
-        }
-    }
-    let rest: f32 = a[whole..].iter().zip(&b[whole..]).map(|(a, b)| a * b).sum();
-    lanes.iter().sum::<f32>() + rest
 }
 
 /// One head of one image: the attended values [N, d] and each query row's log-sum-exp.
@@ -144,7 +123,7 @@ pub fn forward(shape: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<
             let q = gather_head(shape, q, b, h, false);
             let k_t = gather_head(shape, k, b, h, true);
             let v_t = gather_head(shape, v, b, h, true);
-            vectorized(|| head_forward(shape, &q, &k_t, &v_t))
+            vectorized(#[inline(always)] || head_forward(shape, &q, &k_t, &v_t))
         })
         .collect();
     let per_image = shape.positions * shape.width();
@@ -243,7 +222,7 @@ pub fn backward(
                 grad: grad_h,
                 delta,
             };
-            vectorized(|| head_backward(shape, &inputs, &lse[bh * n..(bh + 1) * n]))
+            vectorized(#[inline(always)] || head_backward(shape, &inputs, &lse[bh * n..(bh + 1) * n]))
         })
         .collect();
     let mut grads = [(); 3].map(|_| vec![0.0; shape.len()]);

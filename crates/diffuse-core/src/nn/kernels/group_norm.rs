@@ -135,7 +135,7 @@ pub fn forward(
         .map(|(i, (y, x))| {
             let channels = (i % shape.groups) * per_group..(i % shape.groups + 1) * per_group;
             let (gamma, beta) = (&gamma[channels.clone()], &beta[channels]);
-            vectorized(|| {
+            vectorized(#[inline(always)] || {
                 let stats = block_stats(x, epsilon);
                 normalize_block(x, y, stats, gamma, beta, activation);
                 stats
@@ -270,7 +270,7 @@ pub fn backward(
         .map(|(i, (dx, (x, grad)))| {
             let channels = (i % shape.groups) * per_group..(i % shape.groups + 1) * per_group;
             let (gamma, beta) = (&gamma[channels.clone()], &beta[channels]);
-            vectorized(|| {
+            vectorized(#[inline(always)] || {
                 let sums = pre_activation_grad(x, grad, dx, stats[i], gamma, beta, activation);
                 input_grad_block(x, dx, stats[i], gamma, &sums);
                 sums

@@ -1,8 +1,9 @@
 //! Element-wise math that the compiler can vectorise, and a way to compile a loop for the best
 //! instruction set the CPU has (AVX-512 or AVX2 where present, chosen at run time by `pulp`).
 
-/// Runs `work` compiled with the widest vector instructions this CPU supports. `work` should
-/// call `#[inline(always)]` functions so that their loops are compiled inside it.
+/// Runs `work` compiled with the widest vector instructions this CPU supports. `work` must be an
+/// `#[inline(always)]` closure that calls `#[inline(always)]` functions: only code inlined into
+/// pulp's dispatch function is compiled with its target features.
 #[inline(always)]
 pub fn vectorized<R>(work: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(work)
@@ -39,6 +40,50 @@ pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 
+/// Lanes of the running sums and maxima below: a single running value would have to be updated
+/// in order, which stops the compiler from vectorising the loop.
+const LANES: usize = 16;
+
+/// Folds `values` into [`LANES`] running values with `step`, then the lanes into one.
+#[inline(always)]
+fn fold_lanes(values: &[f32], init: f32, step: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [init; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder().iter().fold(init, |acc, &v| step(acc, v));
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = step(*lane, v);
+        }
+    }
+    lanes.iter().fold(rest, |acc, &v| step(acc, v))
+}
+
+/// Σ values.
+#[inline(always)]
+pub fn sum(values: &[f32]) -> f32 {
+    fold_lanes(values, 0.0, |acc, v| acc + v)
+}
+
+/// max values (−∞ for none).
+#[inline(always)]
+pub fn max(values: &[f32]) -> f32 {
+    fold_lanes(values, f32::NEG_INFINITY, f32::max)
+}
+
+/// ⟨a, b⟩.
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let whole = a.len().min(b.len()) / LANES * LANES;
+    for (a, b) in a[..whole].chunks_exact(LANES).zip(b[..whole].chunks_exact(LANES)) {
+        for ((lane, &a), &b) in lanes.iter_mut().zip(a).zip(b) {
+            *lane += a * b;
+        }
+    }
+    let rest: f32 = a[whole..].iter().zip(&b[whole..]).map(|(a, b)| a * b).sum();
+    lanes.iter().sum::<f32>() + rest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,11 +100,22 @@ mod tests {
     }
 
     #[test]
+    fn lane_reductions_match_sequential_ones() {
+        let values: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
+        let seq_sum: f32 = values.iter().sum();
+        assert!((sum(&values) - seq_sum).abs() < 1e-5);
+        assert_eq!(max(&values), values.iter().cloned().fold(f32::NEG_INFINITY, f32::max));
+        assert_eq!(max(&[]), f32::NEG_INFINITY);
+        let seq_dot: f32 = values.iter().map(|v| v * v).sum();
+        assert!((dot(&values, &values) - seq_dot).abs() < 1e-5);
+    }
+
+    #[test]
     fn sigmoid_saturates_cleanly() {
         assert_eq!(sigmoid(200.0), 1.0);
         assert!(sigmoid(-200.0) >= 0.0 && sigmoid(-200.0) < 1e-37);
         assert!((sigmoid(0.0) - 0.5).abs() < 1e-7);
-        let x = vectorized(|| (0..=64).map(|i| sigmoid(i as f32 - 32.0)).sum::<f32>());
+        let x = vectorized(#[inline(always)] || (0..=64).map(|i| sigmoid(i as f32 - 32.0)).sum::<f32>());
         assert!((x - 32.5).abs() < 1e-4, "{x}");
     }
 }
