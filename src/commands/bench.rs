@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use diffuse_core::bench::{train_throughput, unet_forward_throughput};
+use diffuse_core::bench::{
+    benchmark_model, sampling_throughput, train_throughput, unet_forward_throughput,
+};
 use diffuse_core::config::DiffusersConfig;
 use diffuse_core::nn::unet::UNet2DConfig;
 use diffuse_core::train::TrainConfig;
@@ -35,6 +37,9 @@ enum BenchTarget {
     /// Training steps per second (loss, backward, clipping, AdamW, EMA) on random data shaped
     /// as the model config states; compare with tools/reference/bench_train.py.
     Train(TrainBench),
+    /// Sampling throughput: one DDIM draw of a batch from a randomly initialised network (a
+    /// preset or a diffusers config.json); compare with tools/reference/bench_sample.py.
+    Sample(SampleBench),
     /// Sample quality of the demo recipe: trains it for --minutes (or takes --pipeline), then
     /// fills the sampler × NFE → FD table (built-in Fashion-MNIST classifier, test split) and
     /// writes it to OUT/quality.md and OUT/quality.json.
@@ -196,6 +201,53 @@ impl TrainBench {
 }
 
 #[derive(Args, Debug)]
+struct SampleBench {
+    /// Built-in model: tiny, unet-28, ddpm-cifar10, dit-small, mlp.
+    #[arg(
+        long,
+        conflicts_with = "model_config",
+        required_unless_present = "model_config"
+    )]
+    preset: Option<String>,
+    /// A diffusers UNet2DModel / DiTTransformer2DModel config.json (with sample_size).
+    #[arg(long, value_name = "config.json")]
+    model_config: Option<PathBuf>,
+    /// Samples drawn together.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// DDIM steps (network evaluations).
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Print one JSON object instead of a sentence.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+impl SampleBench {
+    fn run(&self) -> Result<()> {
+        let preset = self.preset.as_deref().unwrap_or_default();
+        let model = benchmark_model(preset, self.model_config.as_deref())?;
+        let result =
+            sampling_throughput(&model, self.batch_size, self.steps, &self.device.build()?)?;
+        if self.json {
+            println!("{}", serde_json::to_string(&result)?);
+        } else {
+            println!(
+                "{} parameters, batch {}, {} DDIM steps: {:.3} s per draw, {:.2} images/s",
+                result.parameters,
+                result.batch_size,
+                result.steps,
+                result.seconds,
+                result.images_per_second
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
 struct UnetBench {
     /// A diffusers UNet2DModel config.json, e.g. benches/configs/ddpm-cifar10-32.json.
     #[arg(long, value_name = "config.json")]
@@ -218,6 +270,7 @@ impl BenchCommand {
         match &self.what {
             BenchTarget::Unet(bench) => bench.run(),
             BenchTarget::Train(bench) => bench.run(),
+            BenchTarget::Sample(bench) => bench.run(),
             BenchTarget::Quality(bench) => bench.run(),
         }
     }

@@ -70,10 +70,15 @@ def main():
 
     for batch in batches[:args.warmup]:
         step(*batch)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
     start = time.perf_counter()
     for batch in batches[args.warmup:]:
         step(*batch)
-    seconds = (time.perf_counter() - start) / max(args.steps, 1)
+    elapsed = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cores = (usage.ru_utime + usage.ru_stime - cpu) / elapsed
+    seconds = elapsed / max(args.steps, 1)
 
     print(json.dumps({
         "impl": "pytorch",
@@ -85,6 +90,7 @@ def main():
         "images_per_second": b / seconds,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "parameters": sum(q.numel() for q in unet.parameters()),
+        "cores_busy": cores,
     }))
 
 

@@ -7,6 +7,7 @@ from a config.json with random weights, on the CPU with every core, under torch.
 
 import argparse
 import json
+import resource
 import time
 
 import torch
@@ -27,10 +28,15 @@ def main():
     labels = torch.zeros(args.batch_size, dtype=torch.long) if config.get("num_class_embeds") else None
     with torch.no_grad():
         unet(x, t, class_labels=labels)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = usage.ru_utime + usage.ru_stime
         start = time.perf_counter()
         for _ in range(args.iters):
             unet(x, t, class_labels=labels)
-        seconds = (time.perf_counter() - start) / args.iters
+        elapsed = time.perf_counter() - start
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cores = (usage.ru_utime + usage.ru_stime - cpu) / elapsed
+        seconds = elapsed / args.iters
     print(json.dumps({
         "parameters": sum(p.numel() for p in unet.parameters()),
         "batch_size": args.batch_size,
@@ -38,6 +44,7 @@ def main():
         "seconds_per_batch": seconds,
         "images_per_second": args.batch_size / seconds,
         "torch_threads": torch.get_num_threads(),
+        "cores_busy": cores,
     }))
 
 

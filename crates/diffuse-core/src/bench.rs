@@ -10,6 +10,30 @@ use crate::nn::unet::{UNet2DConfig, UNet2DModel};
 use crate::noise::SeededNoise;
 use crate::tensor_ops::to_host_f64;
 
+/// CPU seconds (user + system, all threads) this process has used, from /proc/self/stat;
+/// `None` where that file does not exist.
+pub fn process_cpu_seconds() -> Option<f64> {
+    // /proc reports times in USER_HZ ticks, which Linux fixes at 100 for this interface.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / TICKS_PER_SECOND)
+}
+
+/// Wall-clock time and CPU use of `work`: (result, seconds, cores busy on average).
+fn timed<T>(work: impl FnOnce() -> Result<T>) -> Result<(T, f64, Option<f64>)> {
+    let cpu_before = process_cpu_seconds();
+    let start = Instant::now();
+    let value = work()?;
+    let seconds = start.elapsed().as_secs_f64();
+    let cores = process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| (after - before) / seconds);
+    Ok((value, seconds, cores))
+}
+
 /// What a forward-pass benchmark measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ForwardThroughput {
@@ -19,6 +43,8 @@ pub struct ForwardThroughput {
     /// Mean wall-clock seconds of one forward pass (output read back to the host).
     pub seconds_per_batch: f64,
     pub images_per_second: f64,
+    /// CPU time over wall-clock time while timed: how many cores were busy on average.
+    pub cores_busy: Option<f64>,
 }
 
 /// Times `iterations` forward passes of a randomly initialised U-Net of `config` on batches of
@@ -40,17 +66,15 @@ pub fn unet_forward_throughput(
         Ok(())
     };
     run()?;
-    let start = Instant::now();
-    for _ in 0..iterations {
-        run()?;
-    }
-    let seconds_per_batch = start.elapsed().as_secs_f64() / iterations as f64;
+    let ((), seconds, cores_busy) = timed(|| (0..iterations).try_for_each(|_| run()))?;
+    let seconds_per_batch = seconds / iterations as f64;
     Ok(ForwardThroughput {
         parameters: burn::module::Module::num_params(&unet),
         batch_size,
         iterations,
         seconds_per_batch,
         images_per_second: batch_size as f64 / seconds_per_batch,
+        cores_busy,
     })
 }
 
@@ -66,6 +90,8 @@ pub struct TrainThroughput {
     pub images_per_second: f64,
     /// The process's peak resident memory (Linux VmHWM; `None` elsewhere).
     pub peak_rss_bytes: Option<u64>,
+    /// CPU time over wall-clock time while timed: how many cores were busy on average.
+    pub cores_busy: Option<f64>,
 }
 
 /// Peak resident set size of this process, from /proc/self/status.
@@ -74,6 +100,21 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// The network a benchmark times: a diffusers config.json when given, else the preset `name`
+/// (an image preset, or the vector one of that name).
+pub fn benchmark_model(
+    name: &str,
+    model_config: Option<&std::path::Path>,
+) -> Result<crate::train::ModelConfig> {
+    use crate::data::DataKind;
+    use crate::train::ModelConfig;
+    match model_config {
+        Some(path) => ModelConfig::from_file(path),
+        None => ModelConfig::preset(name, DataKind::Images)
+            .or_else(|_| ModelConfig::preset(name, DataKind::Vectors)),
+    }
 }
 
 /// Times `steps` training steps (after `warmup` untimed ones) of the model `config` describes
@@ -86,12 +127,7 @@ pub fn train_throughput(
     device: &Device,
 ) -> Result<TrainThroughput> {
     use crate::data::{DataKind, Dataset};
-    use crate::train::ModelConfig;
-    let model = match &config.model_config {
-        Some(path) => ModelConfig::from_file(path)?,
-        None => ModelConfig::preset(&config.preset, DataKind::Images)
-            .or_else(|_| ModelConfig::preset(&config.preset, DataKind::Vectors))?,
-    };
+    let model = benchmark_model(&config.preset, config.model_config.as_deref())?;
     let sample_shape = model.sample_shape();
     let classes = model
         .class_table_size()
@@ -114,7 +150,10 @@ pub fn train_throughput(
     let dataset = Dataset::new(sample_shape, values, Some(labels), names, kind)?;
     let batch_size = config.batch_size;
     let mut trainer = crate::train::Trainer::from_dataset(config, dataset, device)?;
-    let seconds = trainer.time_steps(warmup, steps.max(1))?.as_secs_f64() / steps.max(1) as f64;
+    trainer.time_steps(warmup, 0)?;
+    let steps = steps.max(1);
+    let (elapsed, _, cores_busy) = timed(|| trainer.time_steps(0, steps))?;
+    let seconds = elapsed.as_secs_f64() / steps as f64;
     Ok(TrainThroughput {
         implementation: "diffuse",
         parameters: trainer.num_parameters(),
@@ -123,5 +162,79 @@ pub fn train_throughput(
         seconds_per_step: seconds,
         images_per_second: batch_size as f64 / seconds,
         peak_rss_bytes: peak_rss_bytes(),
+        cores_busy,
+    })
+}
+
+/// What a sampling benchmark measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SamplingThroughput {
+    pub parameters: usize,
+    pub batch_size: usize,
+    pub steps: usize,
+    /// Wall-clock seconds of one whole draw of the batch: `steps` network evaluations and
+    /// sampler updates, samples read back to the host.
+    pub seconds: f64,
+    pub images_per_second: f64,
+    /// CPU time over wall-clock time while timed: how many cores were busy on average.
+    pub cores_busy: Option<f64>,
+}
+
+/// Times a `steps`-step DDIM draw of `batch_size` samples (class 0 for a class-conditional
+/// network) from a randomly initialised network of `model`, over DDPM's training schedule
+/// (linear β 1e-4…0.02, 1000 steps) with x̂₀ clipped: what tools/reference/bench_sample.py
+/// times with diffusers' `DDIMScheduler`. A one-step draw first warms up.
+pub fn sampling_throughput(
+    model: &crate::train::ModelConfig,
+    batch_size: usize,
+    steps: usize,
+    device: &Device,
+) -> Result<SamplingThroughput> {
+    use crate::pipeline::{DiffusionPipeline, SamplerOverrides, SchedulerConfig};
+    use crate::process::forward::PredictionType;
+    use crate::sampling::{GenerationConfig, Recipe, SamplerChoice, SamplerName};
+    let pipeline = DiffusionPipeline {
+        network: model.build(device)?,
+        scheduler: SchedulerConfig::ddpm(
+            "linear",
+            1000,
+            (1e-4, 0.02),
+            PredictionType::Epsilon,
+            true,
+        ),
+    };
+    let generation = GenerationConfig {
+        count: batch_size,
+        batch_size,
+        seed: 0,
+        device: device.clone(),
+        dtype: DType::F32,
+        class_labels: pipeline
+            .network
+            .class_table_size()
+            .map(|_| vec![0; batch_size]),
+        init_noise: None,
+    };
+    let draw = |steps: usize| -> Result<()> {
+        let choice = SamplerChoice {
+            name: Some(SamplerName::Ddim),
+            overrides: SamplerOverrides::default(),
+            steps,
+            spacing: None,
+            steps_offset: None,
+        };
+        let recipe = Recipe::plan(choice.plan(&pipeline.scheduler)?);
+        recipe.draw_pipeline(&pipeline, None, &generation, &mut ())?;
+        Ok(())
+    };
+    draw(1)?;
+    let ((), seconds, cores_busy) = timed(|| draw(steps))?;
+    Ok(SamplingThroughput {
+        parameters: burn::module::Module::num_params(&pipeline.network),
+        batch_size,
+        steps,
+        seconds,
+        images_per_second: batch_size as f64 / seconds,
+        cores_busy,
     })
 }

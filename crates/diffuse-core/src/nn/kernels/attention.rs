@@ -123,7 +123,10 @@ pub fn forward(shape: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<
             let q = gather_head(shape, q, b, h, false);
             let k_t = gather_head(shape, k, b, h, true);
             let v_t = gather_head(shape, v, b, h, true);
-            vectorized(#[inline(always)] || head_forward(shape, &q, &k_t, &v_t))
+            vectorized(
+                #[inline(always)]
+                || head_forward(shape, &q, &k_t, &v_t),
+            )
         })
         .collect();
     let per_image = shape.positions * shape.width();
@@ -222,7 +225,10 @@ pub fn backward(
                 grad: grad_h,
                 delta,
             };
-            vectorized(#[inline(always)] || head_backward(shape, &inputs, &lse[bh * n..(bh + 1) * n]))
+            vectorized(
+                #[inline(always)]
+                || head_backward(shape, &inputs, &lse[bh * n..(bh + 1) * n]),
+            )
         })
         .collect();
     let mut grads = [(); 3].map(|_| vec![0.0; shape.len()]);

@@ -135,11 +135,14 @@ pub fn forward(
         .map(|(i, (y, x))| {
             let channels = (i % shape.groups) * per_group..(i % shape.groups + 1) * per_group;
             let (gamma, beta) = (&gamma[channels.clone()], &beta[channels]);
-            vectorized(#[inline(always)] || {
-                let stats = block_stats(x, epsilon);
-                normalize_block(x, y, stats, gamma, beta, activation);
-                stats
-            })
+            vectorized(
+                #[inline(always)]
+                || {
+                    let stats = block_stats(x, epsilon);
+                    normalize_block(x, y, stats, gamma, beta, activation);
+                    stats
+                },
+            )
         })
         .collect();
     (y, stats)
@@ -270,11 +273,14 @@ pub fn backward(
         .map(|(i, (dx, (x, grad)))| {
             let channels = (i % shape.groups) * per_group..(i % shape.groups + 1) * per_group;
             let (gamma, beta) = (&gamma[channels.clone()], &beta[channels]);
-            vectorized(#[inline(always)] || {
-                let sums = pre_activation_grad(x, grad, dx, stats[i], gamma, beta, activation);
-                input_grad_block(x, dx, stats[i], gamma, &sums);
-                sums
-            })
+            vectorized(
+                #[inline(always)]
+                || {
+                    let sums = pre_activation_grad(x, grad, dx, stats[i], gamma, beta, activation);
+                    input_grad_block(x, dx, stats[i], gamma, &sums);
+                    sums
+                },
+            )
         })
         .collect();
     let mut dgamma = vec![0.0f64; shape.channels];

@@ -75,7 +75,10 @@ pub fn max(values: &[f32]) -> f32 {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; LANES];
     let whole = a.len().min(b.len()) / LANES * LANES;
-    for (a, b) in a[..whole].chunks_exact(LANES).zip(b[..whole].chunks_exact(LANES)) {
+    for (a, b) in a[..whole]
+        .chunks_exact(LANES)
+        .zip(b[..whole].chunks_exact(LANES))
+    {
         for ((lane, &a), &b) in lanes.iter_mut().zip(a).zip(b) {
             *lane += a * b;
         }
@@ -104,7 +107,10 @@ mod tests {
         let values: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
         let seq_sum: f32 = values.iter().sum();
         assert!((sum(&values) - seq_sum).abs() < 1e-5);
-        assert_eq!(max(&values), values.iter().cloned().fold(f32::NEG_INFINITY, f32::max));
+        assert_eq!(
+            max(&values),
+            values.iter().cloned().fold(f32::NEG_INFINITY, f32::max)
+        );
         assert_eq!(max(&[]), f32::NEG_INFINITY);
         let seq_dot: f32 = values.iter().map(|v| v * v).sum();
         assert!((dot(&values, &values) - seq_dot).abs() < 1e-5);
@@ -115,7 +121,10 @@ mod tests {
         assert_eq!(sigmoid(200.0), 1.0);
         assert!(sigmoid(-200.0) >= 0.0 && sigmoid(-200.0) < 1e-37);
         assert!((sigmoid(0.0) - 0.5).abs() < 1e-7);
-        let x = vectorized(#[inline(always)] || (0..=64).map(|i| sigmoid(i as f32 - 32.0)).sum::<f32>());
+        let x = vectorized(
+            #[inline(always)]
+            || (0..=64).map(|i| sigmoid(i as f32 - 32.0)).sum::<f32>(),
+        );
         assert!((x - 32.5).abs() < 1e-4, "{x}");
     }
 }
