@@ -5,6 +5,7 @@
 //! path use. Images run in parallel; the weight gradient sums fixed chunks of the batch in a
 //! fixed order, so the result does not depend on the number of threads.
 
+use std::cell::Cell;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -180,6 +181,25 @@ fn col2im(shape: &ConvShape, patches: &[f32], image: &mut [f32]) {
     }
 }
 
+thread_local! {
+    /// Each thread's patch-matrix buffer, kept between calls: a fresh one of a few MB per image
+    /// would be a fresh mmap, and its first touch a page fault per 4 KiB.
+    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `work` with this thread's scratch buffer of `len` floats (contents unspecified). The
+/// buffer is taken out while in use, so a nested call (rayon may run another job on this thread
+/// while `work` waits) gets a buffer of its own instead of a shared one.
+fn with_scratch<R>(len: usize, work: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buffer = SCRATCH.take();
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    let result = work(&mut buffer[..len]);
+    SCRATCH.set(buffer);
+    result
+}
+
 /// Runs `work(n, out_n, scratch, threads)` for every image n, where `out_n` is image n's block
 /// of `out`: images in parallel when there are enough of them, otherwise one after another with
 /// each matrix product using every thread.
@@ -192,15 +212,15 @@ where
     }
     let images = out.len() / block;
     if images >= rayon::current_num_threads() {
-        out.par_chunks_mut(block).enumerate().for_each_init(
-            || vec![0.0; scratch],
-            |patches, (n, out_n)| work(n, out_n, patches, Threads::Shared),
-        );
+        out.par_chunks_mut(block).enumerate().for_each(|(n, out_n)| {
+            with_scratch(scratch, |patches| work(n, out_n, patches, Threads::Shared))
+        });
     } else {
-        let mut patches = vec![0.0; scratch];
-        for (n, out_n) in out.chunks_mut(block).enumerate() {
-            work(n, out_n, &mut patches, Threads::Own);
-        }
+        with_scratch(scratch, |patches| {
+            for (n, out_n) in out.chunks_mut(block).enumerate() {
+                work(n, out_n, patches, Threads::Own);
+            }
+        });
     }
 }
 
@@ -238,32 +258,70 @@ pub fn forward(shape: &ConvShape, x: &[f32], weight: &[f32], bias: Option<&[f32]
     y
 }
 
-/// ∂L/∂x[n] = col2im(Wᵀ · ∂L/∂y[n]); returns [N, C_in, H, W].
+/// ∂L/∂x, [N, C_in, H, W]: for a stride-1 convolution, a convolution itself ([`transposed`]);
+/// otherwise col2im(Wᵀ · ∂L/∂y[n]) per image.
 pub fn input_grad(shape: &ConvShape, weight: &[f32], grad: &[f32]) -> Vec<f32> {
-    assert_eq!(
-        grad.len(),
-        shape.batch * shape.output_len(),
-        "gradient size"
-    );
+    assert_eq!(grad.len(), shape.batch * shape.output_len(), "gradient size");
+    if !shape.is_pointwise()
+        && let Some(transposed) = transposed(shape)
+    {
+        return forward(&transposed, grad, &flipped_kernel(shape, weight), None);
+    }
     let mut dx = vec![0.0; shape.batch * shape.input_len()];
     let weights_t = Mat::row_major(weight, shape.out_channels, shape.patch_len()).t();
     let scratch = shape.patch_matrix_len();
-    for_each_image(
-        &mut dx,
-        shape.input_len(),
-        scratch,
-        |n, dx_n, patches, threads| {
-            let grad_n = &grad[n * shape.output_len()..(n + 1) * shape.output_len()];
-            let grad_n = Mat::row_major(grad_n, shape.out_channels, shape.positions());
-            if shape.is_pointwise() {
-                matmul(dx_n, weights_t, grad_n, false, threads);
-            } else {
-                matmul(patches, weights_t, grad_n, false, threads);
-                col2im(shape, patches, dx_n);
-            }
-        },
-    );
+    for_each_image(&mut dx, shape.input_len(), scratch, |n, dx_n, patches, threads| {
+        let grad_n = &grad[n * shape.output_len()..(n + 1) * shape.output_len()];
+        let grad_n = Mat::row_major(grad_n, shape.out_channels, shape.positions());
+        if shape.is_pointwise() {
+            matmul(dx_n, weights_t, grad_n, false, threads);
+        } else {
+            matmul(patches, weights_t, grad_n, false, threads);
+            col2im(shape, patches, dx_n);
+        }
+    });
     dx
+}
+
+/// The convolution that maps ∂L/∂y to ∂L/∂x when the stride is 1: dx[i] = Σ_t w[t]·dy[i − t + p]
+/// is a correlation of dy with the kernel flipped in space and its channel axes swapped, padded
+/// by k − 1 − p at each end. `None` for other strides, or a padding wider than k − 1.
+fn transposed(shape: &ConvShape) -> Option<ConvShape> {
+    if shape.stride != [1, 1] {
+        return None;
+    }
+    let mut padding = [(0, 0); 2];
+    for axis in 0..2 {
+        let k = shape.kernel[axis];
+        let begin = shape.pad_begin[axis];
+        let end = shape.output[axis] + k - 1 - shape.input[axis] - begin;
+        padding[axis] = ((k - 1).checked_sub(begin)?, (k - 1).checked_sub(end)?);
+    }
+    let [out_h, out_w] = shape.output;
+    ConvShape::new(
+        [shape.batch, shape.out_channels, out_h, out_w],
+        [shape.in_channels, shape.kernel[0], shape.kernel[1]],
+        [1, 1],
+        padding,
+    )
+}
+
+/// W'[c_in, c_out, ky, kx] = W[c_out, c_in, k_h − 1 − ky, k_w − 1 − kx].
+fn flipped_kernel(shape: &ConvShape, weight: &[f32]) -> Vec<f32> {
+    let [kh, kw] = shape.kernel;
+    let (c_in, c_out) = (shape.in_channels, shape.out_channels);
+    let mut flipped = vec![0.0; weight.len()];
+    for o in 0..c_out {
+        for i in 0..c_in {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    flipped[((i * c_out + o) * kh + ky) * kw + kx] =
+                        weight[((o * c_in + i) * kh + kh - 1 - ky) * kw + kw - 1 - kx];
+                }
+            }
+        }
+    }
+    flipped
 }
 
 /// ∂L/∂W = Σ_n ∂L/∂y[n] · patches(x[n])ᵀ and ∂L/∂b = Σ_n Σ_positions ∂L/∂y[n]; returns
@@ -314,16 +372,17 @@ fn chunk_weight_grad(
 ) -> (Vec<f32>, Vec<f64>) {
     let mut dw = vec![0.0; shape.weight_len()];
     let mut db = vec![0.0f64; shape.out_channels];
-    let mut scratch = vec![0.0; shape.patch_matrix_len()];
-    for (i, n) in images.enumerate() {
-        let grad_n = &grad[n * shape.output_len()..(n + 1) * shape.output_len()];
-        let patches = patch_matrix(shape, x, n, &mut scratch);
-        let grad_mat = Mat::row_major(grad_n, shape.out_channels, shape.positions());
-        matmul(&mut dw, grad_mat, patches.t(), i > 0, threads);
-        for (sum, row) in db.iter_mut().zip(grad_n.chunks_exact(shape.positions())) {
-            *sum += row.iter().map(|&v| f64::from(v)).sum::<f64>();
+    with_scratch(shape.patch_matrix_len(), |scratch| {
+        for (i, n) in images.enumerate() {
+            let grad_n = &grad[n * shape.output_len()..(n + 1) * shape.output_len()];
+            let patches = patch_matrix(shape, x, n, scratch);
+            let grad_mat = Mat::row_major(grad_n, shape.out_channels, shape.positions());
+            matmul(&mut dw, grad_mat, patches.t(), i > 0, threads);
+            for (sum, row) in db.iter_mut().zip(grad_n.chunks_exact(shape.positions())) {
+                *sum += row.iter().map(|&v| f64::from(v)).sum::<f64>();
+            }
         }
-    }
+    });
     (dw, db)
 }
 
@@ -403,7 +462,9 @@ mod tests {
     }
 
     /// 3×3 same-size, stride 2 with diffusers' right/bottom padding, 1×1, asymmetric padding and
-    /// stride, and a batch larger than the weight-gradient chunk count.
+    /// stride, a batch larger than the weight-gradient chunk count, asymmetric padding at stride
+    /// 1 (the transposed-convolution input gradient), and a 1×1 kernel padded wider than k − 1
+    /// (col2im).
     fn shapes() -> Vec<ConvShape> {
         vec![
             ConvShape::new([3, 2, 5, 6], [4, 3, 3], [1, 1], [(1, 1), (1, 1)]).unwrap(),
@@ -411,6 +472,8 @@ mod tests {
             ConvShape::new([5, 4, 3, 3], [3, 1, 1], [1, 1], [(0, 0), (0, 0)]).unwrap(),
             ConvShape::new([1, 2, 4, 5], [3, 2, 3], [1, 2], [(2, 0), (1, 2)]).unwrap(),
             ConvShape::new([19, 1, 4, 4], [2, 3, 3], [1, 1], [(1, 1), (1, 1)]).unwrap(),
+            ConvShape::new([2, 3, 5, 4], [2, 3, 2], [1, 1], [(2, 0), (0, 1)]).unwrap(),
+            ConvShape::new([1, 2, 3, 3], [2, 1, 1], [1, 1], [(1, 1), (1, 1)]).unwrap(),
         ]
     }
 
