@@ -125,6 +125,7 @@ fn im2col(shape: &ConvShape, image: &[f32], patches: &mut [f32]) {
     let [height, width] = shape.input;
     let [out_h, out_w] = shape.output;
     let [kernel_h, kernel_w] = shape.kernel;
+    let same_width = shape.stride == [1, 1] && out_w == width;
     let mut rows = patches.chunks_exact_mut(out_h * out_w);
     for plane in image.chunks_exact(height * width) {
         for ky in 0..kernel_h {
@@ -132,26 +133,70 @@ fn im2col(shape: &ConvShape, image: &[f32], patches: &mut [f32]) {
             for kx in 0..kernel_w {
                 let valid_x = shape.valid_outputs(1, kx, width);
                 let row = rows.next().expect("one patch row per (channel, ky, kx)");
-                for (oy, out) in row.chunks_exact_mut(out_w).enumerate() {
-                    if !valid_y.contains(&oy) {
-                        out.fill(0.0);
-                        continue;
-                    }
-                    let iy = oy * shape.stride[0] + ky - shape.pad_begin[0];
-                    let source = &plane[iy * width..(iy + 1) * width];
-                    out[..valid_x.start].fill(0.0);
-                    out[valid_x.end..].fill(0.0);
-                    let taps = tap_positions(shape, &valid_x, kx);
-                    let out = &mut out[valid_x.clone()];
-                    if shape.stride[1] == 1 {
-                        out.copy_from_slice(&source[taps]);
-                    } else {
-                        let taps = source[taps].iter().step_by(shape.stride[1]);
-                        out.iter_mut().zip(taps).for_each(|(o, &v)| *o = v);
-                    }
+                if same_width {
+                    shifted_plane(shape, plane, row, [ky, kx], [&valid_y, &valid_x]);
+                } else {
+                    gathered_plane(shape, plane, row, [ky, kx], [&valid_y, &valid_x]);
                 }
             }
         }
+    }
+}
+
+/// One patch row of a stride-1 convolution whose output rows are as wide as the input's: the
+/// plane shifted by (ky − p_top)·W + (kx − p_left) as one copy, then the entries that wrapped
+/// round a row edge or fall outside the image zeroed.
+#[inline]
+fn shifted_plane(
+    shape: &ConvShape,
+    plane: &[f32],
+    row: &mut [f32],
+    [ky, kx]: [usize; 2],
+    [valid_y, valid_x]: [&Range<usize>; 2],
+) {
+    let width = shape.input[1];
+    let shift =
+        (ky * width + kx) as isize - (shape.pad_begin[0] * width + shape.pad_begin[1]) as isize;
+    let rows = valid_y.start * width..valid_y.end * width;
+    // Clip the copied range to the plane; what is clipped lies in wrapped columns (zeroed below).
+    let first = rows.start.max((-shift).max(0) as usize);
+    let end = rows
+        .end
+        .min((plane.len() as isize - shift).max(0) as usize)
+        .max(first);
+    row[..first].fill(0.0);
+    row[end..].fill(0.0);
+    let source = (first as isize + shift) as usize;
+    row[first..end].copy_from_slice(&plane[source..source + end - first]);
+    for out in row[rows].chunks_exact_mut(width) {
+        out[..valid_x.start].fill(0.0);
+        out[valid_x.end..].fill(0.0);
+    }
+}
+
+/// One patch row of any convolution, output row by output row.
+#[inline]
+fn gathered_plane(
+    shape: &ConvShape,
+    plane: &[f32],
+    row: &mut [f32],
+    [ky, kx]: [usize; 2],
+    [valid_y, valid_x]: [&Range<usize>; 2],
+) {
+    let width = shape.input[1];
+    for (oy, out) in row.chunks_exact_mut(shape.output[1]).enumerate() {
+        if !valid_y.contains(&oy) {
+            out.fill(0.0);
+            continue;
+        }
+        let iy = oy * shape.stride[0] + ky - shape.pad_begin[0];
+        let source = &plane[iy * width..(iy + 1) * width];
+        out[..valid_x.start].fill(0.0);
+        out[valid_x.end..].fill(0.0);
+        let taps = tap_positions(shape, valid_x, kx);
+        let out = &mut out[valid_x.clone()];
+        let taps = source[taps].iter().step_by(shape.stride[1]);
+        out.iter_mut().zip(taps).for_each(|(o, &v)| *o = v);
     }
 }
 
@@ -212,9 +257,11 @@ where
     }
     let images = out.len() / block;
     if images >= rayon::current_num_threads() {
-        out.par_chunks_mut(block).enumerate().for_each(|(n, out_n)| {
-            with_scratch(scratch, |patches| work(n, out_n, patches, Threads::Shared))
-        });
+        out.par_chunks_mut(block)
+            .enumerate()
+            .for_each(|(n, out_n)| {
+                with_scratch(scratch, |patches| work(n, out_n, patches, Threads::Shared))
+            });
     } else {
         with_scratch(scratch, |patches| {
             for (n, out_n) in out.chunks_mut(block).enumerate() {
@@ -261,7 +308,11 @@ pub fn forward(shape: &ConvShape, x: &[f32], weight: &[f32], bias: Option<&[f32]
 /// ∂L/∂x, [N, C_in, H, W]: for a stride-1 convolution, a convolution itself ([`transposed`]);
 /// otherwise col2im(Wᵀ · ∂L/∂y[n]) per image.
 pub fn input_grad(shape: &ConvShape, weight: &[f32], grad: &[f32]) -> Vec<f32> {
-    assert_eq!(grad.len(), shape.batch * shape.output_len(), "gradient size");
+    assert_eq!(
+        grad.len(),
+        shape.batch * shape.output_len(),
+        "gradient size"
+    );
     if !shape.is_pointwise()
         && let Some(transposed) = transposed(shape)
     {
@@ -270,16 +321,21 @@ pub fn input_grad(shape: &ConvShape, weight: &[f32], grad: &[f32]) -> Vec<f32> {
     let mut dx = vec![0.0; shape.batch * shape.input_len()];
     let weights_t = Mat::row_major(weight, shape.out_channels, shape.patch_len()).t();
     let scratch = shape.patch_matrix_len();
-    for_each_image(&mut dx, shape.input_len(), scratch, |n, dx_n, patches, threads| {
-        let grad_n = &grad[n * shape.output_len()..(n + 1) * shape.output_len()];
-        let grad_n = Mat::row_major(grad_n, shape.out_channels, shape.positions());
-        if shape.is_pointwise() {
-            matmul(dx_n, weights_t, grad_n, false, threads);
-        } else {
-            matmul(patches, weights_t, grad_n, false, threads);
-            col2im(shape, patches, dx_n);
-        }
-    });
+    for_each_image(
+        &mut dx,
+        shape.input_len(),
+        scratch,
+        |n, dx_n, patches, threads| {
+            let grad_n = &grad[n * shape.output_len()..(n + 1) * shape.output_len()];
+            let grad_n = Mat::row_major(grad_n, shape.out_channels, shape.positions());
+            if shape.is_pointwise() {
+                matmul(dx_n, weights_t, grad_n, false, threads);
+            } else {
+                matmul(patches, weights_t, grad_n, false, threads);
+                col2im(shape, patches, dx_n);
+            }
+        },
+    );
     dx
 }
 
