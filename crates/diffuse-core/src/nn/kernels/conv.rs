@@ -346,13 +346,13 @@ fn transposed(shape: &ConvShape) -> Option<ConvShape> {
     if shape.stride != [1, 1] {
         return None;
     }
-    let mut padding = [(0, 0); 2];
-    for axis in 0..2 {
+    let flipped_padding = |axis: usize| {
         let k = shape.kernel[axis];
         let begin = shape.pad_begin[axis];
         let end = shape.output[axis] + k - 1 - shape.input[axis] - begin;
-        padding[axis] = ((k - 1).checked_sub(begin)?, (k - 1).checked_sub(end)?);
-    }
+        Some(((k - 1).checked_sub(begin)?, (k - 1).checked_sub(end)?))
+    };
+    let padding = [flipped_padding(0)?, flipped_padding(1)?];
     let [out_h, out_w] = shape.output;
     ConvShape::new(
         [shape.batch, shape.out_channels, out_h, out_w],
