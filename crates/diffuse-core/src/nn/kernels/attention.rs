@@ -1,11 +1,14 @@
-//! Multi-head scaled dot-product attention, softmax(QKᵀ/√d)V (Vaswani et al. 2017, Eq. 1), fused
-//! per (image, head): the N×N score matrix lives one row at a time in cache instead of as
-//! [B, H, N, N] tensors, and the backward step recomputes it from the saved log-sum-exp of each
-//! row (FlashAttention's recomputation, Dao et al. 2022, Algorithm 4). Inputs and outputs keep
-//! the projections' [B, N, H·d] layout, so no head transposes are materialised.
+//! Multi-head scaled dot-product attention, softmax(QKᵀ/√d)V (Vaswani et al. 2017, Eq. 1), one
+//! (image, head) at a time: the N×N probabilities live in a per-thread buffer instead of as
+//! [B, H, N, N] tensors, and the backward step recomputes them from the saved log-sum-exp of
+//! each row (FlashAttention's recomputation, Dao et al. 2022, Algorithm 4). Inputs and outputs
+//! keep the projections' [B, N, H·d] layout: each head is a strided view, so no head transposes
+//! are materialised.
 
 use rayon::prelude::*;
 
+use super::conv::with_scratch;
+use super::matmul::{Mat, Threads, matmul, matmul_strided};
 use super::simd::{dot, exp, max, sum, vectorized};
 
 /// B images of N positions with H heads of width d.
@@ -22,92 +25,105 @@ impl AttentionShape {
         self.heads * self.head_dim
     }
 
+    fn image_len(&self) -> usize {
+        self.positions * self.width()
+    }
+
     pub fn len(&self) -> usize {
-        self.batch * self.positions * self.width()
+        self.batch * self.image_len()
     }
 
     fn scale(&self) -> f32 {
         1.0 / (self.head_dim as f32).sqrt()
     }
-}
 
-/// One head of one image gathered from [B, N, H·d]: the matrix [N, d], or its transpose.
-fn gather_head(shape: &AttentionShape, x: &[f32], b: usize, h: usize, transpose: bool) -> Vec<f32> {
-    let (n, d, width) = (shape.positions, shape.head_dim, shape.width());
-    let mut out = vec![0.0; n * d];
-    for i in 0..n {
-        let row = &x[(b * n + i) * width + h * d..][..d];
-        for (c, &v) in row.iter().enumerate() {
-            out[if transpose { c * n + i } else { i * d + c }] = v;
+    /// Images in parallel when there are enough of them; otherwise each product uses every
+    /// thread.
+    fn threads(&self) -> Threads {
+        if self.batch >= rayon::current_num_threads() {
+            Threads::Shared
+        } else {
+            Threads::Own
         }
     }
-    out
-}
 
-/// Writes a head's [N, d] matrix (or its transpose) back into a [B, N, H·d] block of image b.
-fn scatter_head(
-    shape: &AttentionShape,
-    head: &[f32],
-    image: &mut [f32],
-    h: usize,
-    transpose: bool,
-) {
-    let (n, d, width) = (shape.positions, shape.head_dim, shape.width());
-    for i in 0..n {
-        let row = &mut image[i * width + h * d..][..d];
-        for (c, v) in row.iter_mut().enumerate() {
-            *v = head[if transpose { c * n + i } else { i * d + c }];
-        }
+    /// Head h's columns of one image's [N, H·d] block, as an [N, d] matrix.
+    fn head<'a>(&self, image: &'a [f32], h: usize) -> Mat<'a> {
+        Mat::strided(
+            &image[h * self.head_dim..],
+            self.positions,
+            self.head_dim,
+            self.width(),
+        )
     }
 }
 
-/// scores[j] = scale·⟨q, k_j⟩ for every key j, from the transposed keys [d, N].
+/// exp(scale·s − shift) over a row of scores, in place.
 #[inline(always)]
-fn score_row(query: &[f32], keys_t: &[f32], scale: f32, scores: &mut [f32]) {
-    scores.fill(0.0);
-    for (&q, keys) in query.iter().zip(keys_t.chunks_exact(scores.len())) {
-        let q = q * scale;
-        scores.iter_mut().zip(keys).for_each(|(s, &k)| *s += q * k);
-    }
+fn exp_row(scores: &mut [f32], scale: f32, shift: f32) {
+    scores.iter_mut().for_each(|s| *s = exp(*s * scale - shift));
 }
 
-/// Turns a score row into softmax probabilities in place; returns log Σ_j e^{s_j}.
+/// Turns a row of raw scores into softmax(scale · s) in place; returns log Σ_j e^{scale·s_j}.
 #[inline(always)]
-fn softmax_row(scores: &mut [f32]) -> f32 {
-    let max = max(scores);
-    scores.iter_mut().for_each(|s| *s = exp(*s - max));
+fn softmax_row(scores: &mut [f32], scale: f32) -> f32 {
+    let max = max(scores) * scale;
+    exp_row(scores, scale, max);
     let total = sum(scores);
     let inv = 1.0 / total;
     scores.iter_mut().for_each(|s| *s *= inv);
     max + total.ln()
 }
 
-/// out[c] = Σ_j p_j · v[c, j] from the transposed values [d, N].
-#[inline(always)]
-fn weighted_sum(probs: &[f32], values_t: &[f32], out: &mut [f32]) {
-    for (o, values) in out.iter_mut().zip(values_t.chunks_exact(probs.len())) {
-        *o = dot(probs, values);
-    }
+/// P = softmax(scale · Q Kᵀ) of one head into `probs` [N, N]; returns each row's log-sum-exp.
+fn probabilities(
+    shape: &AttentionShape,
+    q: Mat,
+    k: Mat,
+    probs: &mut [f32],
+    threads: Threads,
+) -> Vec<f32> {
+    matmul(probs, q, k.t(), false, threads);
+    let scale = shape.scale();
+    vectorized(
+        #[inline(always)]
+        || {
+            probs
+                .chunks_exact_mut(shape.positions)
+                .map(|row| softmax_row(row, scale))
+                .collect()
+        },
+    )
 }
 
-/// One head of one image: the attended values [N, d] and each query row's log-sum-exp.
-#[inline(always)]
-fn head_forward(
+/// Runs `work(b, image blocks…)` for every image, in parallel when [`AttentionShape::threads`]
+/// says so, and returns the results in image order.
+fn for_each_image<T: Send, const K: usize>(
     shape: &AttentionShape,
-    q: &[f32],
-    k_t: &[f32],
-    v_t: &[f32],
-) -> (Vec<f32>, Vec<f32>) {
-    let (n, d) = (shape.positions, shape.head_dim);
-    let mut out = vec![0.0; n * d];
-    let mut lse = vec![0.0; n];
-    let mut scores = vec![0.0; n];
-    for i in 0..n {
-        score_row(&q[i * d..(i + 1) * d], k_t, shape.scale(), &mut scores);
-        lse[i] = softmax_row(&mut scores);
-        weighted_sum(&scores, v_t, &mut out[i * d..(i + 1) * d]);
+    outputs: [&mut [f32]; K],
+    work: impl Fn(usize, [&mut [f32]; K]) -> T + Sync,
+) -> Vec<T> {
+    let block = shape.image_len().max(1);
+    let mut images: Vec<[&mut [f32]; K]> = (0..shape.batch)
+        .map(|_| [(); K].map(|_| &mut [][..]))
+        .collect();
+    for (k, output) in outputs.into_iter().enumerate() {
+        for (image, chunk) in images.iter_mut().zip(output.chunks_mut(block)) {
+            image[k] = chunk;
+        }
     }
-    (out, lse)
+    match shape.threads() {
+        Threads::Shared => images
+            .into_par_iter()
+            .enumerate()
+            .map(|(b, blocks)| work(b, blocks))
+            .collect(),
+        Threads::Own => images
+            .into_iter()
+            .enumerate()
+            .map(|(b, blocks)| work(b, blocks))
+            .collect(),
+    }
 }
 
 /// The attention output [B, N, H·d] and the log-sum-exp of every (image, head, query) row,
@@ -116,90 +132,69 @@ pub fn forward(shape: &AttentionShape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<
     for x in [q, k, v] {
         assert_eq!(x.len(), shape.len(), "projection size");
     }
-    let heads: Vec<(Vec<f32>, Vec<f32>)> = (0..shape.batch * shape.heads)
-        .into_par_iter()
-        .map(|bh| {
-            let (b, h) = (bh / shape.heads, bh % shape.heads);
-            let q = gather_head(shape, q, b, h, false);
-            let k_t = gather_head(shape, k, b, h, true);
-            let v_t = gather_head(shape, v, b, h, true);
-            vectorized(
-                #[inline(always)]
-                || head_forward(shape, &q, &k_t, &v_t),
-            )
-        })
-        .collect();
-    let per_image = shape.positions * shape.width();
+    let (n, width, threads) = (shape.positions, shape.width(), shape.threads());
     let mut out = vec![0.0; shape.len()];
-    let mut lse = Vec::with_capacity(shape.batch * shape.heads * shape.positions);
-    for (bh, (head, head_lse)) in heads.into_iter().enumerate() {
-        let (b, h) = (bh / shape.heads, bh % shape.heads);
-        scatter_head(
-            shape,
-            &head,
-            &mut out[b * per_image..(b + 1) * per_image],
-            h,
-            false,
-        );
-        lse.extend(head_lse);
-    }
-    (out, lse)
+    let lse = for_each_image(shape, [&mut out], |b, [out]| {
+        let image = b * shape.image_len()..(b + 1) * shape.image_len();
+        let (q, k, v) = (&q[image.clone()], &k[image.clone()], &v[image]);
+        with_scratch(n * n, |probs| {
+            let mut lse = Vec::with_capacity(shape.heads * n);
+            for h in 0..shape.heads {
+                lse.extend(probabilities(
+                    shape,
+                    shape.head(q, h),
+                    shape.head(k, h),
+                    probs,
+                    threads,
+                ));
+                let probs = Mat::row_major(probs, n, n);
+                matmul_strided(
+                    &mut out[h * shape.head_dim..],
+                    width,
+                    probs,
+                    shape.head(v, h),
+                    false,
+                    threads,
+                );
+            }
+            lse
+        })
+    });
+    (out, lse.concat())
 }
 
-/// The saved tensors of one head, gathered for its backward step.
-struct HeadInputs {
-    q: Vec<f32>,
-    k_t: Vec<f32>,
-    v_t: Vec<f32>,
-    grad: Vec<f32>,
-    /// D_i = ⟨∂L/∂o_i, o_i⟩.
-    delta: Vec<f32>,
-}
-
-/// ∂L/∂Q, ∂L/∂Kᵀ, ∂L/∂Vᵀ of one head: for each query row, P from the saved log-sum-exp,
-/// dP = dO·Vᵀ, dS = P ⊙ (dP − D), dQ = scale·dS·K, dK += scale·dSᵀ·Q, dV += Pᵀ·dO.
+/// ∂L/∂S of head h in place of dP = dO·Vᵀ: scale · P ⊙ (dP − D_i) with D_i = ⟨dO_i, O_i⟩;
+/// `out` and `grad` are the image's [N, H·d] blocks.
 #[inline(always)]
-fn head_backward(shape: &AttentionShape, x: &HeadInputs, lse: &[f32]) -> [Vec<f32>; 3] {
-    let (n, d, scale) = (shape.positions, shape.head_dim, shape.scale());
-    let (mut dq, mut dk_t, mut dv_t) = (vec![0.0; n * d], vec![0.0; d * n], vec![0.0; d * n]);
-    let mut probs = vec![0.0; n];
-    let mut dscores = vec![0.0; n];
-    for i in 0..n {
-        let query = &x.q[i * d..(i + 1) * d];
-        let grad = &x.grad[i * d..(i + 1) * d];
-        score_row(query, &x.k_t, scale, &mut probs);
-        probs.iter_mut().for_each(|s| *s = exp(*s - lse[i]));
-        dscores.fill(0.0);
-        for ((&g, values), dv) in grad
-            .iter()
-            .zip(x.v_t.chunks_exact(n))
-            .zip(dv_t.chunks_exact_mut(n))
-        {
-            dscores
-                .iter_mut()
-                .zip(values)
-                .for_each(|(s, &v)| *s += g * v);
-            dv.iter_mut().zip(&probs).for_each(|(dv, &p)| *dv += g * p);
-        }
-        dscores
-            .iter_mut()
-            .zip(&probs)
-            .for_each(|(s, &p)| *s = p * (*s - x.delta[i]) * scale);
-        for (c, dk) in dk_t.chunks_exact_mut(n).enumerate() {
-            let q = query[c];
-            dk.iter_mut()
-                .zip(&dscores)
-                .for_each(|(dk, &s)| *dk += s * q);
-        }
-        for (c, dq) in dq[i * d..(i + 1) * d].iter_mut().enumerate() {
-            *dq = dot(&dscores, &x.k_t[c * n..(c + 1) * n]);
-        }
+fn score_grad(
+    shape: &AttentionShape,
+    probs: &[f32],
+    dprobs: &mut [f32],
+    [out, grad]: [&[f32]; 2],
+    h: usize,
+) {
+    let (n, d, width, scale) = (
+        shape.positions,
+        shape.head_dim,
+        shape.width(),
+        shape.scale(),
+    );
+    for (i, (dp, p)) in dprobs
+        .chunks_exact_mut(n)
+        .zip(probs.chunks_exact(n))
+        .enumerate()
+    {
+        let row = i * width + h * d;
+        let delta = dot(&grad[row..row + d], &out[row..row + d]);
+        dp.iter_mut()
+            .zip(p)
+            .for_each(|(dp, &p)| *dp = scale * p * (*dp - delta));
     }
-    [dq, dk_t, dv_t]
 }
 
 /// The gradients (∂L/∂q, ∂L/∂k, ∂L/∂v), each [B, N, H·d], from the forward's output and
-/// log-sum-exp.
+/// log-sum-exp: per head P from the saved log-sum-exp, dP = dO·Vᵀ, dS = P ⊙ (dP − D)·scale,
+/// dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dO.
 pub fn backward(
     shape: &AttentionShape,
     [q, k, v]: [&[f32]; 3],
@@ -207,38 +202,46 @@ pub fn backward(
     lse: &[f32],
     grad: &[f32],
 ) -> [Vec<f32>; 3] {
-    let per_image = shape.positions * shape.width();
-    let (n, d) = (shape.positions, shape.head_dim);
-    let heads: Vec<[Vec<f32>; 3]> = (0..shape.batch * shape.heads)
-        .into_par_iter()
-        .map(|bh| {
-            let (b, h) = (bh / shape.heads, bh % shape.heads);
-            let out_h = gather_head(shape, out, b, h, false);
-            let grad_h = gather_head(shape, grad, b, h, false);
-            let delta = (0..n)
-                .map(|i| dot(&grad_h[i * d..(i + 1) * d], &out_h[i * d..(i + 1) * d]))
-                .collect();
-            let inputs = HeadInputs {
-                q: gather_head(shape, q, b, h, false),
-                k_t: gather_head(shape, k, b, h, true),
-                v_t: gather_head(shape, v, b, h, true),
-                grad: grad_h,
-                delta,
-            };
-            vectorized(
-                #[inline(always)]
-                || head_backward(shape, &inputs, &lse[bh * n..(bh + 1) * n]),
-            )
-        })
-        .collect();
+    let (n, width, threads, scale) = (
+        shape.positions,
+        shape.width(),
+        shape.threads(),
+        shape.scale(),
+    );
     let mut grads = [(); 3].map(|_| vec![0.0; shape.len()]);
-    for (bh, [dq, dk_t, dv_t]) in heads.into_iter().enumerate() {
-        let (b, h) = (bh / shape.heads, bh % shape.heads);
-        let image = b * per_image..(b + 1) * per_image;
-        scatter_head(shape, &dq, &mut grads[0][image.clone()], h, false);
-        scatter_head(shape, &dk_t, &mut grads[1][image.clone()], h, true);
-        scatter_head(shape, &dv_t, &mut grads[2][image], h, true);
-    }
+    let [dq, dk, dv] = &mut grads;
+    for_each_image(shape, [dq, dk, dv], |b, [dq, dk, dv]| {
+        let image = b * shape.image_len()..(b + 1) * shape.image_len();
+        let [q, k, v, out, grad] = [q, k, v, out, grad].map(|x| &x[image.clone()]);
+        with_scratch(2 * n * n, |scratch| {
+            let (probs, dprobs) = scratch.split_at_mut(n * n);
+            for h in 0..shape.heads {
+                let (q_h, k_h, v_h, grad_h) = (
+                    shape.head(q, h),
+                    shape.head(k, h),
+                    shape.head(v, h),
+                    shape.head(grad, h),
+                );
+                matmul(probs, q_h, k_h.t(), false, threads);
+                let row_lse = &lse[(b * shape.heads + h) * n..][..n];
+                matmul(dprobs, grad_h, v_h.t(), false, threads);
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (row, &lse) in probs.chunks_exact_mut(n).zip(row_lse) {
+                            exp_row(row, scale, lse);
+                        }
+                        score_grad(shape, probs, dprobs, [out, grad], h);
+                    },
+                );
+                let (p, ds) = (Mat::row_major(probs, n, n), Mat::row_major(dprobs, n, n));
+                let at = h * shape.head_dim;
+                matmul_strided(&mut dq[at..], width, ds, k_h, false, threads);
+                matmul_strided(&mut dk[at..], width, ds.t(), q_h, false, threads);
+                matmul_strided(&mut dv[at..], width, p.t(), grad_h, false, threads);
+            }
+        })
+    });
     grads
 }
 

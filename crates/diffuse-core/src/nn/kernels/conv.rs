@@ -235,7 +235,7 @@ thread_local! {
 /// Runs `work` with this thread's scratch buffer of `len` floats (contents unspecified). The
 /// buffer is taken out while in use, so a nested call (rayon may run another job on this thread
 /// while `work` waits) gets a buffer of its own instead of a shared one.
-fn with_scratch<R>(len: usize, work: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(super) fn with_scratch<R>(len: usize, work: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut buffer = SCRATCH.take();
     if buffer.len() < len {
         buffer.resize(len, 0.0);
@@ -438,7 +438,13 @@ fn chunk_weight_grad(
             let image = &x[n * shape.input_len()..(n + 1) * shape.input_len()];
             let rows = position_major_patches(shape, image, channels_last, rows);
             let grad_mat = Mat::row_major(grad_n, shape.out_channels, positions);
-            matmul(&mut dw_taps, grad_mat, Mat::row_major(rows, positions, taps), i > 0, threads);
+            matmul(
+                &mut dw_taps,
+                grad_mat,
+                Mat::row_major(rows, positions, taps),
+                i > 0,
+                threads,
+            );
             for (sum, row) in db.iter_mut().zip(grad_n.chunks_exact(positions)) {
                 *sum += row.iter().map(|&v| f64::from(v)).sum::<f64>();
             }
@@ -634,7 +640,14 @@ mod timing_scratch {
     #[test]
     #[ignore]
     fn time_layers() {
-        for (b, ci, co, hw) in [(32, 16, 16, 28), (32, 32, 16, 28), (32, 32, 32, 14), (32, 64, 64, 7), (16, 128, 128, 32), (16, 256, 256, 8)] {
+        for (b, ci, co, hw) in [
+            (32, 16, 16, 28),
+            (32, 32, 16, 28),
+            (32, 32, 32, 14),
+            (32, 64, 64, 7),
+            (16, 128, 128, 32),
+            (16, 256, 256, 8),
+        ] {
             let s = ConvShape::new([b, ci, hw, hw], [co, 3, 3], [1, 1], [(1, 1), (1, 1)]).unwrap();
             let x = vec![0.5f32; s.batch * s.input_len()];
             let w = vec![0.1f32; s.weight_len()];
@@ -642,15 +655,26 @@ mod timing_scratch {
             let bias = vec![0.0f32; co];
             let reps = 10;
             let t = std::time::Instant::now();
-            for _ in 0..reps { std::hint::black_box(forward(&s, &x, &w, Some(&bias))); }
+            for _ in 0..reps {
+                std::hint::black_box(forward(&s, &x, &w, Some(&bias)));
+            }
             let f = t.elapsed().as_secs_f64() / reps as f64;
             let t = std::time::Instant::now();
-            for _ in 0..reps { std::hint::black_box(input_grad(&s, &w, &g)); }
+            for _ in 0..reps {
+                std::hint::black_box(input_grad(&s, &w, &g));
+            }
             let dx = t.elapsed().as_secs_f64() / reps as f64;
             let t = std::time::Instant::now();
-            for _ in 0..reps { std::hint::black_box(weight_grad(&s, &x, &g)); }
+            for _ in 0..reps {
+                std::hint::black_box(weight_grad(&s, &x, &g));
+            }
             let dw = t.elapsed().as_secs_f64() / reps as f64;
-            println!("b{b} {ci}->{co} {hw}x{hw}: fwd {:.2} ms, dx {:.2} ms, dw {:.2} ms", f * 1e3, dx * 1e3, dw * 1e3);
+            println!(
+                "b{b} {ci}->{co} {hw}x{hw}: fwd {:.2} ms, dx {:.2} ms, dw {:.2} ms",
+                f * 1e3,
+                dx * 1e3,
+                dw * 1e3
+            );
         }
     }
 }

@@ -26,6 +26,22 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// A `rows × cols` matrix whose rows start `row_stride` apart, e.g. one head's columns of a
+    /// [N, H·d] projection.
+    pub fn strided(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        assert!(
+            rows == 0 || data.len() >= (rows - 1) * row_stride + cols,
+            "matrix larger than its storage"
+        );
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride: 1,
+        }
+    }
+
     /// The same storage read as the transpose.
     pub fn t(self) -> Self {
         Self {
@@ -49,15 +65,32 @@ pub enum Threads {
 /// `dst = lhs · rhs`, or `dst += lhs · rhs` with `accumulate`; `dst` is row-major
 /// `lhs.rows × rhs.cols`.
 pub fn matmul(dst: &mut [f32], lhs: Mat, rhs: Mat, accumulate: bool, threads: Threads) {
+    matmul_strided(dst, rhs.cols, lhs, rhs, accumulate, threads);
+}
+
+/// [`matmul`] into a destination whose rows start `dst_row_stride` apart.
+pub fn matmul_strided(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
+    threads: Threads,
+) {
     assert_eq!(lhs.cols, rhs.rows, "inner dimensions differ");
     let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
-    assert!(dst.len() >= m * n, "product larger than its destination");
     if m == 0 || n == 0 {
         return;
     }
+    assert!(
+        dst_row_stride >= n && dst.len() >= (m - 1) * dst_row_stride + n,
+        "product larger than its destination"
+    );
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            dst.chunks_mut(dst_row_stride)
+                .take(m)
+                .for_each(|row| row[..n].fill(0.0));
         }
         return;
     }
@@ -70,8 +103,8 @@ pub fn matmul(dst: &mut [f32], lhs: Mat, rhs: Mat, accumulate: bool, threads: Th
         Threads::Own => Parallelism::Rayon(0),
     };
     // SAFETY: every index gemm touches lies inside the slices (checked above: the last element
-    // of each operand, and m·n for the row-major destination), and `dst` is borrowed mutably
-    // while the operands are shared borrows, so they cannot alias.
+    // of each operand and of the destination), and `dst` is borrowed mutably while the operands
+    // are shared borrows, so they cannot alias.
     unsafe {
         gemm::gemm(
             m,
@@ -79,7 +112,7 @@ pub fn matmul(dst: &mut [f32], lhs: Mat, rhs: Mat, accumulate: bool, threads: Th
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_row_stride as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
