@@ -18,6 +18,16 @@ fn group_norm(groups: usize, channels: usize, eps: f64, device: &Device) -> Grou
         .init(device)
 }
 
+/// x / factor, as diffusers divides a block's output; skipped for the usual factor 1, where it
+/// would be a pass over the activations (and one more in the backward) that changes nothing.
+fn rescaled<const D: usize>(x: Tensor<D>, factor: f64) -> Tensor<D> {
+    if factor == 1.0 {
+        x
+    } else {
+        x.div_scalar(factor)
+    }
+}
+
 /// Shared hyper-parameters of the residual blocks of one U-Net.
 #[derive(Debug, Clone, Copy)]
 pub struct ResnetSettings {
@@ -93,7 +103,7 @@ impl ResnetBlock2D {
             Some(conv) => kernels::conv2d(conv, input),
             None => input,
         };
-        (shortcut + h).div_scalar(self.output_scale_factor)
+        rescaled(shortcut + h, self.output_scale_factor)
     }
 }
 
@@ -144,7 +154,7 @@ impl Attention {
         let out = multi_head_attention(projections, h.swap_dims(1, 2), self.heads)
             .swap_dims(1, 2)
             .reshape([batch, channels, height, width]);
-        (out + input).div_scalar(self.rescale_output_factor)
+        rescaled(out + input, self.rescale_output_factor)
     }
 }
 
