@@ -6,6 +6,7 @@ use burn::module::Module;
 
 use super::params::{flat_parameters, update_parameters};
 use crate::error::{DiffuseError, Result};
+use crate::nn::kernels;
 
 /// The EMA decay and its warm-up.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,7 +59,8 @@ pub fn ema_update<M: Module, N: Module>(ema: N, model: &M, decay: f64) -> Result
             DiffuseError::config(format!("the EMA has a parameter `{path}` the model lacks"))
         })?;
         Ok(Some(
-            average.clone() - (average - value.clone()) * (1.0 - decay),
+            kernels::ema_step(&average, value, decay)
+                .unwrap_or_else(|| average.clone() - (average - value.clone()) * (1.0 - decay)),
         ))
     })
 }

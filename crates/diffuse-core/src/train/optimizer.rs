@@ -9,6 +9,7 @@ use burn::tensor::{Gradients, Tensor};
 use super::params::{flat_parameters, from_host, to_host, update_parameters};
 use crate::error::{DiffuseError, Result};
 use crate::io::HostTensor;
+use crate::nn::kernels::{self, AdamWStep};
 
 /// Gradients of one step, flattened, in the module's traversal order. The order matters: the
 /// global norm sums over parameters, and ParamIds differ between processes, so an id-ordered
@@ -69,8 +70,11 @@ impl FlatGradients {
         Ok(f64::from(total[0]).sqrt())
     }
 
-    /// Multiplies every gradient by `factor`.
+    /// Multiplies every gradient by `factor` (nothing to do for 1, the unclipped case).
     pub fn scale(&mut self, factor: f64) {
+        if factor == 1.0 {
+            return;
+        }
         for (_, grad) in &mut self.0 {
             *grad = grad.clone() * factor;
         }
@@ -109,6 +113,24 @@ struct Moments {
     second: Tensor<1>,
 }
 
+/// One AdamW step of one parameter from tensor operations: (θ, m, v) after it. The CPU kernels
+/// run the same arithmetic as one pass ([`kernels::adamw_step`]).
+fn adamw_composed(
+    param: Tensor<1>,
+    grad: Tensor<1>,
+    previous: Moments,
+    step: AdamWStep,
+) -> [Tensor<1>; 3] {
+    let (bias1, bias2) = step.bias_corrections;
+    let first = previous.first * step.beta1 + grad.clone() * (1.0 - step.beta1);
+    let second = previous.second * step.beta2 + grad.powi_scalar(2) * (1.0 - step.beta2);
+    // Decoupled weight decay, then the bias-corrected Adam step (Algorithm 2, lines 9-12).
+    let decayed = param * (1.0 - step.lr * step.weight_decay);
+    let denom = (second.clone() / bias2).sqrt() + step.epsilon;
+    let updated = decayed - (first.clone() / bias1) / denom * step.lr;
+    [updated, first, second]
+}
+
 /// AdamW whose moments are stored under parameter paths.
 pub struct AdamW {
     pub settings: AdamWSettings,
@@ -141,12 +163,17 @@ impl AdamW {
                 first: param.zeros_like(),
                 second: param.zeros_like(),
             });
-            let first = previous.first * s.beta1 + grad.clone() * (1.0 - s.beta1);
-            let second = previous.second * s.beta2 + grad.powi_scalar(2) * (1.0 - s.beta2);
-            // Decoupled weight decay, then the bias-corrected Adam step (Algorithm 2, lines 9-12).
-            let decayed = param * (1.0 - lr * s.weight_decay);
-            let denom = (second.clone() / bias2).sqrt() + s.epsilon;
-            let updated = decayed - (first.clone() / bias1) / denom * lr;
+            let step = AdamWStep {
+                lr,
+                beta1: s.beta1,
+                beta2: s.beta2,
+                epsilon: s.epsilon,
+                weight_decay: s.weight_decay,
+                bias_corrections: (bias1, bias2),
+            };
+            let [updated, first, second] =
+                kernels::adamw_step(&param, &grad, [&previous.first, &previous.second], step)
+                    .unwrap_or_else(|| adamw_composed(param, grad, previous, step));
             moments.insert(path.to_string(), Moments { first, second });
             Ok(Some(updated))
         })

@@ -16,6 +16,7 @@ use burn::tensor::{Shape, TensorData};
 use super::attention::{self, AttentionShape};
 use super::conv::{self, ConvShape};
 use super::group_norm::{self, Activation, BlockStats, GroupNormShape};
+use super::update::{self, AdamWStep};
 
 /// Convolution and group normalisation computed by this crate's kernels. Only flex tensors in
 /// f32 are routed here (see [`super::conv2d`] and [`super::group_norm`]); every other device
@@ -49,6 +50,54 @@ pub trait CpuKernels: Backend {
         epsilon: f64,
         activation: Activation,
     ) -> FloatTensor<Self>;
+}
+
+/// The optimiser's and the EMA's parameter updates, one parallel pass each. Parameters are
+/// updated outside the autodiff graph, so only flex tensors route here.
+#[backend_extension(Flex)]
+pub trait CpuUpdates: Backend {
+    /// One AdamW step of a flat parameter: (θ, m, v) after it.
+    fn adamw_fused(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        first: FloatTensor<Self>,
+        second: FloatTensor<Self>,
+        step: AdamWStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// θ_ema − (1 − decay)(θ_ema − θ).
+    fn ema_fused(
+        average: FloatTensor<Self>,
+        value: FloatTensor<Self>,
+        decay: f64,
+    ) -> FloatTensor<Self>;
+}
+
+impl CpuUpdates for Flex {
+    fn adamw_fused(
+        param: FlexTensor,
+        grad: FlexTensor,
+        first: FlexTensor,
+        second: FlexTensor,
+        step: AdamWStep,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let [param, grad, first, second] = [&param, &grad, &first, &second].map(contiguous);
+        let len = param.shape().num_elements();
+        let [p, m, v] = update::adamw(
+            values(&param),
+            values(&grad),
+            [values(&first), values(&second)],
+            &step,
+        )
+        .map(|values| flex_tensor(values, [len]));
+        (p, m, v)
+    }
+
+    fn ema_fused(average: FlexTensor, value: FlexTensor, decay: f64) -> FlexTensor {
+        let (average, value) = (contiguous(&average), contiguous(&value));
+        let len = average.shape().num_elements();
+        flex_tensor(update::ema(values(&average), values(&value), decay), [len])
+    }
 }
 
 /// The tensor's values in memory order (copied only when its layout is strided).

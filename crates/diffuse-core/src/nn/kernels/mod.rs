@@ -14,6 +14,7 @@ mod extension;
 mod group_norm;
 mod matmul;
 mod simd;
+mod update;
 
 use burn::backend::{Dispatch, DispatchDevice};
 use burn::nn::conv::Conv2d;
@@ -22,8 +23,9 @@ use burn::tensor::activation::{self, softmax};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor};
 
-pub use extension::CpuKernels;
+pub use extension::{CpuKernels, CpuUpdates};
 pub use group_norm::Activation;
+pub use update::AdamWStep;
 
 /// Whether `x` lives where the kernels run: a flex device, f32.
 fn on_cpu_kernels<const D: usize>(x: &Tensor<D>) -> bool {
@@ -115,4 +117,41 @@ pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tens
         .matmul(v)
         .swap_dims(1, 2)
         .reshape([batch, positions, width])
+}
+
+/// One AdamW step of a flat parameter as one parallel pass, returning (θ, m, v); `None` off the
+/// CPU kernels (the caller composes it from tensor operations there).
+pub fn adamw_step(
+    param: &Tensor<1>,
+    grad: &Tensor<1>,
+    [first, second]: [&Tensor<1>; 2],
+    step: AdamWStep,
+) -> Option<[Tensor<1>; 3]> {
+    let all_f32 = [param, grad, first, second]
+        .iter()
+        .all(|t| on_cpu_kernels(*t));
+    if !all_f32 {
+        return None;
+    }
+    let (p, m, v) = <Dispatch as CpuUpdates>::adamw_fused(
+        param.clone().into_dispatch(),
+        grad.clone().into_dispatch(),
+        first.clone().into_dispatch(),
+        second.clone().into_dispatch(),
+        step,
+    );
+    Some([p, m, v].map(Tensor::from_dispatch))
+}
+
+/// θ_ema − (1 − decay)(θ_ema − θ) as one parallel pass; `None` off the CPU kernels.
+pub fn ema_step(average: &Tensor<1>, value: &Tensor<1>, decay: f64) -> Option<Tensor<1>> {
+    if !(on_cpu_kernels(average) && on_cpu_kernels(value)) {
+        return None;
+    }
+    let y = <Dispatch as CpuUpdates>::ema_fused(
+        average.clone().into_dispatch(),
+        value.clone().into_dispatch(),
+        decay,
+    );
+    Some(Tensor::from_dispatch(y))
 }
