@@ -146,8 +146,9 @@ impl QualityBench {
     }
 }
 
+/// The network a benchmark times.
 #[derive(Args, Debug)]
-struct TrainBench {
+struct BenchModel {
     /// Built-in model: tiny, unet-28, ddpm-cifar10, dit-small, mlp.
     #[arg(
         long,
@@ -158,6 +159,12 @@ struct TrainBench {
     /// A diffusers UNet2DModel / DiTTransformer2DModel config.json (with sample_size).
     #[arg(long, value_name = "config.json")]
     model_config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct TrainBench {
+    #[command(flatten)]
+    model: BenchModel,
     /// Images per step.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -175,8 +182,8 @@ impl TrainBench {
     fn run(&self) -> Result<()> {
         let config = TrainConfig {
             dataset: "random".into(),
-            preset: self.preset.clone().unwrap_or_default(),
-            model_config: self.model_config.clone(),
+            preset: self.model.preset.clone().unwrap_or_default(),
+            model_config: self.model.model_config.clone(),
             batch_size: self.batch_size,
             warmup_steps: 0,
             ..TrainConfig::default()
@@ -202,16 +209,8 @@ impl TrainBench {
 
 #[derive(Args, Debug)]
 struct SampleBench {
-    /// Built-in model: tiny, unet-28, ddpm-cifar10, dit-small, mlp.
-    #[arg(
-        long,
-        conflicts_with = "model_config",
-        required_unless_present = "model_config"
-    )]
-    preset: Option<String>,
-    /// A diffusers UNet2DModel / DiTTransformer2DModel config.json (with sample_size).
-    #[arg(long, value_name = "config.json")]
-    model_config: Option<PathBuf>,
+    #[command(flatten)]
+    model: BenchModel,
     /// Samples drawn together.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
@@ -227,8 +226,8 @@ struct SampleBench {
 
 impl SampleBench {
     fn run(&self) -> Result<()> {
-        let preset = self.preset.as_deref().unwrap_or_default();
-        let model = benchmark_model(preset, self.model_config.as_deref())?;
+        let preset = self.model.preset.as_deref().unwrap_or_default();
+        let model = benchmark_model(preset, self.model.model_config.as_deref())?;
         let result =
             sampling_throughput(&model, self.batch_size, self.steps, &self.device.build()?)?;
         if self.json {

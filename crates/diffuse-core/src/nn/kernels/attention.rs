@@ -248,6 +248,7 @@ pub fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::kernels::test_values;
 
     const SHAPE: AttentionShape = AttentionShape {
         batch: 2,
@@ -255,15 +256,6 @@ mod tests {
         heads: 3,
         head_dim: 4,
     };
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                let hash = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed);
-                (hash % 2001) as f32 / 700.0 - 1.4
-            })
-            .collect()
-    }
 
     /// softmax(QKᵀ/√d)V per (image, head) in f64, straight from the definition.
     fn reference(s: &AttentionShape, q: &[f64], k: &[f64], v: &[f64]) -> Vec<f64> {
@@ -301,9 +293,9 @@ mod tests {
     #[test]
     fn forward_matches_the_definition() {
         let (q, k, v) = (
-            values(SHAPE.len(), 1),
-            values(SHAPE.len(), 2),
-            values(SHAPE.len(), 3),
+            test_values(SHAPE.len(), 1, 1.4),
+            test_values(SHAPE.len(), 2, 1.4),
+            test_values(SHAPE.len(), 3, 1.4),
         );
         let (out, _) = forward(&SHAPE, &q, &k, &v);
         let want = reference(&SHAPE, &widen(&q), &widen(&k), &widen(&v));
@@ -316,11 +308,11 @@ mod tests {
     #[test]
     fn backward_matches_finite_differences() {
         let inputs = [
-            values(SHAPE.len(), 4),
-            values(SHAPE.len(), 5),
-            values(SHAPE.len(), 6),
+            test_values(SHAPE.len(), 4, 1.4),
+            test_values(SHAPE.len(), 5, 1.4),
+            test_values(SHAPE.len(), 6, 1.4),
         ];
-        let g = values(SHAPE.len(), 7);
+        let g = test_values(SHAPE.len(), 7, 1.4);
         let (out, lse) = forward(&SHAPE, &inputs[0], &inputs[1], &inputs[2]);
         let grads = backward(&SHAPE, [&inputs[0], &inputs[1], &inputs[2]], &out, &lse, &g);
         let wide = inputs.each_ref().map(|x| widen(x));

@@ -517,6 +517,7 @@ fn channel_major_kernel(shape: &ConvShape, taps_last: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::kernels::test_values;
 
     /// The convolution and its gradients by definition, in f64: visits every (output, tap) pair.
     struct Reference {
@@ -572,15 +573,6 @@ mod tests {
         r
     }
 
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                let hash = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed);
-                (hash % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
-
     fn assert_close(got: &[f32], want: &[f64], what: &str) {
         assert_eq!(got.len(), want.len(), "{what}: length");
         for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
@@ -608,10 +600,10 @@ mod tests {
     #[test]
     fn forward_and_gradients_match_the_definition() {
         for shape in shapes() {
-            let x = values(shape.batch * shape.input_len(), 1);
-            let w = values(shape.weight_len(), 2);
-            let b = values(shape.out_channels, 3);
-            let g = values(shape.batch * shape.output_len(), 4);
+            let x = test_values(shape.batch * shape.input_len(), 1, 1.0);
+            let w = test_values(shape.weight_len(), 2, 1.0);
+            let b = test_values(shape.out_channels, 3, 1.0);
+            let g = test_values(shape.batch * shape.output_len(), 4, 1.0);
             let want = reference(&shape, &x, &w, &b, &g);
             assert_close(&forward(&shape, &x, &w, Some(&b)), &want.y, "y");
             assert_close(&input_grad(&shape, &w, &g), &want.dx, "dx");

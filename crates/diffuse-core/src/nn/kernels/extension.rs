@@ -3,6 +3,7 @@
 //! `#[backend_extension]`, the mechanism burn-signal uses for its FFT).
 
 use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -259,6 +260,20 @@ impl Backward<Flex, 3> for Conv2dGemmBackward {
     }
 }
 
+/// Hands each tracked parent its gradient, `values` shaped as `shapes`.
+fn register<const N: usize>(
+    grads: &mut Gradients,
+    parents: [Option<NodeId>; N],
+    values: [Vec<f32>; N],
+    shapes: [Shape; N],
+) {
+    for ((node, values), shape) in parents.into_iter().zip(values).zip(shapes) {
+        if let Some(id) = node {
+            grads.register::<Flex>(id, flex_tensor(values, shape));
+        }
+    }
+}
+
 /// Registers `output` as computed from `inputs` by `step`, keeping `state` when any input is
 /// tracked.
 fn record<S, const N: usize, C>(
@@ -312,16 +327,9 @@ impl Backward<Flex, 3> for GroupNormBackward {
             values(&grad),
             state.activation,
         );
-        let [x_node, gamma_node, beta_node] = ops.parents;
-        for (node, values, dims) in [
-            (x_node, dx, state.x.shape()),
-            (gamma_node, dgamma, state.gamma.shape()),
-            (beta_node, dbeta, state.beta.shape()),
-        ] {
-            if let Some(node) = node {
-                grads.register::<Flex>(node.id, flex_tensor(values, dims));
-            }
-        }
+        let shapes = [&state.x, &state.gamma, &state.beta].map(|t| t.shape());
+        let parents = ops.parents.map(|node| node.map(|node| node.id));
+        register(grads, parents, [dx, dgamma, dbeta], shapes);
     }
 }
 
@@ -353,11 +361,9 @@ impl Backward<Flex, 3> for AttentionBackward {
             &state.lse,
             values(&grad),
         );
-        for (node, values) in ops.parents.into_iter().zip(input_grads) {
-            if let Some(node) = node {
-                grads.register::<Flex>(node.id, flex_tensor(values, state.output.shape()));
-            }
-        }
+        let shape = state.output.shape();
+        let parents = ops.parents.map(|node| node.map(|node| node.id));
+        register(grads, parents, input_grads, [(); 3].map(|_| shape.clone()));
     }
 }
 

@@ -304,15 +304,7 @@ pub fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                let hash = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed);
-                (hash % 2001) as f32 / 500.0 - 2.0
-            })
-            .collect()
-    }
+    use crate::nn::kernels::test_values;
 
     /// act(group_norm(x)) in f64, straight from the definition.
     fn reference(
@@ -349,9 +341,9 @@ mod tests {
 
     #[test]
     fn forward_matches_the_definition() {
-        let x = values(SHAPE.len(), 1);
-        let gamma = values(SHAPE.channels, 2);
-        let beta = values(SHAPE.channels, 3);
+        let x = test_values(SHAPE.len(), 1, 2.0);
+        let gamma = test_values(SHAPE.channels, 2, 2.0);
+        let beta = test_values(SHAPE.channels, 3, 2.0);
         for act in [Activation::Identity, Activation::Silu] {
             let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
             let want = reference(&SHAPE, &x64, &gamma, &beta, act);
@@ -365,10 +357,10 @@ mod tests {
     /// Central differences of L = Σ g·y in f64 against the analytic gradients.
     #[test]
     fn backward_matches_finite_differences() {
-        let x = values(SHAPE.len(), 4);
-        let gamma = values(SHAPE.channels, 5);
-        let beta = values(SHAPE.channels, 6);
-        let g = values(SHAPE.len(), 7);
+        let x = test_values(SHAPE.len(), 4, 2.0);
+        let gamma = test_values(SHAPE.channels, 5, 2.0);
+        let beta = test_values(SHAPE.channels, 6, 2.0);
+        let g = test_values(SHAPE.len(), 7, 2.0);
         for act in [Activation::Identity, Activation::Silu] {
             let loss = |x: &[f64], gamma: &[f32], beta: &[f32]| -> f64 {
                 let y = reference(&SHAPE, x, gamma, beta, act);

@@ -155,3 +155,15 @@ pub fn ema_step(average: &Tensor<1>, value: &Tensor<1>, decay: f64) -> Option<Te
     );
     Some(Tensor::from_dispatch(y))
 }
+
+/// Deterministic pseudo-random test values in [−amplitude, amplitude] (Knuth's multiplicative
+/// hash of the index and seed): inputs the kernels' tests compare against their definitions.
+#[cfg(test)]
+pub(crate) fn test_values(len: usize, seed: u32, amplitude: f32) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let hash = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed);
+            ((hash % 2001) as f32 / 1000.0 - 1.0) * amplitude
+        })
+        .collect()
+}
