@@ -8,7 +8,6 @@ use std::path::Path;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
 use super::config::ClassifierConfig;
@@ -18,6 +17,7 @@ use crate::io::write_atomically;
 use crate::limits::check_parameter_count;
 use crate::nn::conv2d;
 use crate::nn::embedding::{TimestepMlp, timestep_embedding};
+use crate::nn::kernels::{self, Activation};
 use crate::nn::unet::layers::{Downsample2D, ResnetBlock2D, ResnetSettings};
 use crate::nn::weights::{KeyRenames, load_diffusers_weights_from_bytes, save_diffusers_weights};
 
@@ -53,7 +53,7 @@ impl NoiseAwareClassifier {
         // to four times that by the timestep MLP.
         let temb_dim = 4 * widths[0];
         let settings = ResnetSettings {
-            temb_channels: temb_dim,
+            temb_channels: Some(temb_dim),
             groups: config.norm_num_groups,
             eps: 1e-5,
             scale_shift: true,
@@ -123,16 +123,16 @@ impl NoiseAwareClassifier {
             x.dtype(),
         );
         let temb = self.time_embedding.forward(embedding);
-        let mut h = self.conv_in.forward(x);
+        let mut h = kernels::conv2d(&self.conv_in, x);
         for level in &self.levels {
             for resnet in &level.resnets {
-                h = resnet.forward(h, temb.clone());
+                h = resnet.forward(h, Some(&temb));
             }
             if let Some(down) = &level.downsample {
                 h = down.forward(h);
             }
         }
-        let h = silu(self.norm_out.forward(h));
+        let h = kernels::group_norm(&self.norm_out, h, Activation::Silu);
         let width = self.config.feature_dim();
         Ok(h.reshape([batch as i32, width as i32, -1])
             .mean_dim(2)

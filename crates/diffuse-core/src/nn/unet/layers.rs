@@ -31,7 +31,8 @@ fn rescaled<const D: usize>(x: Tensor<D>, factor: f64) -> Tensor<D> {
 /// Shared hyper-parameters of the residual blocks of one U-Net.
 #[derive(Debug, Clone, Copy)]
 pub struct ResnetSettings {
-    pub temb_channels: usize,
+    /// Width of the timestep embedding; `None` for blocks without one (an autoencoder's).
+    pub temb_channels: Option<usize>,
     pub groups: usize,
     pub eps: f64,
     /// `resnet_time_scale_shift = "scale_shift"`: the embedding modulates the norm (FiLM) instead
@@ -46,7 +47,7 @@ pub struct ResnetSettings {
 pub struct ResnetBlock2D {
     pub norm1: GroupNorm,
     pub conv1: Conv2d,
-    pub time_emb_proj: Linear,
+    pub time_emb_proj: Option<Linear>,
     pub norm2: GroupNorm,
     pub conv2: Conv2d,
     pub conv_shortcut: Option<Conv2d>,
@@ -71,7 +72,9 @@ impl ResnetBlock2D {
         Self {
             norm1: group_norm(s.groups, in_channels, s.eps, device),
             conv1: conv2d([in_channels, out_channels], 3, 1, 1, device),
-            time_emb_proj: LinearConfig::new(s.temb_channels, proj_width).init(device),
+            time_emb_proj: s
+                .temb_channels
+                .map(|temb| LinearConfig::new(temb, proj_width).init(device)),
             norm2: group_norm(s.groups, out_channels, s.eps, device),
             conv2: conv2d([out_channels, out_channels], 3, 1, 1, device),
             conv_shortcut: (in_channels != out_channels)
@@ -81,29 +84,44 @@ impl ResnetBlock2D {
         }
     }
 
-    /// `temb` is the activated-later embedding [B, temb_channels].
-    pub fn forward(&self, input: Tensor<4>, temb: Tensor<2>) -> Tensor<4> {
+    /// `temb` is the activated-later embedding [B, temb_channels], for blocks built with one.
+    pub fn forward(&self, input: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
         let h = kernels::conv2d(
             &self.conv1,
             kernels::group_norm(&self.norm1, input.clone(), Activation::Silu),
         );
-        let [batch, channels, _, _] = h.dims();
-        let temb = self.time_emb_proj.forward(silu(temb));
-        let h = if self.scale_shift {
-            let temb = temb.reshape([batch, 2 * channels, 1, 1]);
-            let scale = temb.clone().narrow(1, 0, channels);
-            let shift = temb.narrow(1, channels, channels);
-            silu(kernels::group_norm(&self.norm2, h, Activation::Identity) * (scale + 1.0) + shift)
-        } else {
-            let h = h + temb.reshape([batch, channels, 1, 1]);
-            kernels::group_norm(&self.norm2, h, Activation::Silu)
-        };
+        let temb = self
+            .time_emb_proj
+            .as_ref()
+            .zip(temb)
+            .map(|(proj, temb)| proj.forward(silu(temb.clone())));
+        let h = self.inject_embedding(h, temb);
         let h = kernels::conv2d(&self.conv2, h);
         let shortcut = match &self.conv_shortcut {
             Some(conv) => kernels::conv2d(conv, input),
             None => input,
         };
         rescaled(shortcut + h, self.output_scale_factor)
+    }
+
+    /// silu(norm2(h + temb)), or silu(norm2(h)·(1 + scale) + shift) with scale-shift; silu(norm2(h))
+    /// without an embedding.
+    fn inject_embedding(&self, h: Tensor<4>, temb: Option<Tensor<2>>) -> Tensor<4> {
+        let [batch, channels, _, _] = h.dims();
+        match temb {
+            Some(temb) if self.scale_shift => {
+                let temb = temb.reshape([batch, 2 * channels, 1, 1]);
+                let scale = temb.clone().narrow(1, 0, channels);
+                let shift = temb.narrow(1, channels, channels);
+                let normed = kernels::group_norm(&self.norm2, h, Activation::Identity);
+                silu(normed * (scale + 1.0) + shift)
+            }
+            Some(temb) => {
+                let h = h + temb.reshape([batch, channels, 1, 1]);
+                kernels::group_norm(&self.norm2, h, Activation::Silu)
+            }
+            None => kernels::group_norm(&self.norm2, h, Activation::Silu),
+        }
     }
 }
 

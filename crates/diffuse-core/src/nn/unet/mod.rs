@@ -33,7 +33,7 @@ impl DownBlock {
     /// Runs the level, pushing every intermediate state for the up path's skip connections.
     fn forward(&self, mut h: Tensor<4>, temb: &Tensor<2>, skips: &mut Vec<Tensor<4>>) -> Tensor<4> {
         for (i, resnet) in self.resnets.iter().enumerate() {
-            h = resnet.forward(h, temb.clone());
+            h = resnet.forward(h, Some(temb));
             if let Some(attention) = self.attentions.get(i) {
                 h = attention.forward(h);
             }
@@ -55,13 +55,13 @@ pub struct MidBlock {
 }
 
 impl MidBlock {
-    fn forward(&self, h: Tensor<4>, temb: &Tensor<2>) -> Tensor<4> {
-        let mut h = self.resnets[0].forward(h, temb.clone());
+    pub fn forward(&self, h: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
+        let mut h = self.resnets[0].forward(h, temb);
         for (i, resnet) in self.resnets[1..].iter().enumerate() {
             if let Some(attention) = self.attentions.get(i) {
                 h = attention.forward(h);
             }
-            h = resnet.forward(h, temb.clone());
+            h = resnet.forward(h, temb);
         }
         h
     }
@@ -80,7 +80,7 @@ impl UpBlock {
     fn forward(&self, mut h: Tensor<4>, temb: &Tensor<2>, skips: &mut Vec<Tensor<4>>) -> Tensor<4> {
         for (i, resnet) in self.resnets.iter().enumerate() {
             let skip = skips.pop().expect("every up resnet has a skip connection");
-            h = resnet.forward(Tensor::cat(vec![h, skip], 1), temb.clone());
+            h = resnet.forward(Tensor::cat(vec![h, skip], 1), Some(temb));
             if let Some(attention) = self.attentions.get(i) {
                 h = attention.forward(h);
             }
@@ -102,7 +102,7 @@ struct LayerBuilder<'a> {
 impl<'a> LayerBuilder<'a> {
     fn new(config: &'a UNet2DConfig, device: &'a Device) -> Self {
         let settings = ResnetSettings {
-            temb_channels: config.time_embed_dim(),
+            temb_channels: Some(config.time_embed_dim()),
             groups: config.norm_num_groups,
             eps: config.norm_eps,
             scale_shift: config.resnet_time_scale_shift == "scale_shift",
@@ -358,7 +358,7 @@ impl UNet2DModel {
             h = block.forward(h, &emb, &mut skips);
         }
         if let Some(mid) = &self.mid_block {
-            h = mid.forward(h, &emb);
+            h = mid.forward(h, Some(&emb));
         }
         for block in &self.up_blocks {
             h = block.forward(h, &emb, &mut skips);
