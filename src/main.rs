@@ -43,6 +43,8 @@ enum Command {
     /// Negative log-likelihood of test images under a pipeline in bits/dim (the variational
     /// bound with a discretised decoder).
     Nll(Box<commands::nll::NllCommand>),
+    /// Encode images to latents or decode latents to images with a diffusers AutoencoderKL folder.
+    Vae(commands::vae::VaeCommand),
     /// Measure throughput (U-Net forward passes, training steps) for comparison with PyTorch.
     Bench(commands::bench::BenchCommand),
     /// The built-in demo: train a class-conditional U-Net on Fashion-MNIST for a few minutes on
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::TrainClassifier(cmd) => cmd.run(),
         Command::Eval(cmd) => cmd.run(),
         Command::Nll(cmd) => cmd.run(),
+        Command::Vae(cmd) => cmd.run(),
         Command::Demo(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
     };

@@ -100,6 +100,8 @@ fn help_explains_every_subcommand() {
         vec!["train", "--help"],
         vec!["train-classifier", "--help"],
         vec!["bench", "train", "--help"],
+        vec!["vae", "encode", "--help"],
+        vec!["vae", "decode", "--help"],
     ] {
         let out = diffuse(&sub);
         assert!(out.status.success());
@@ -1486,4 +1488,131 @@ fn twenty_kill_9s_and_resumes_end_bit_for_bit_where_one_run_ends() {
             "{file} differs"
         );
     }
+}
+
+fn max_relative_error(got: &[f32], want: &[f32]) -> f64 {
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+    let diff = got
+        .iter()
+        .zip(want)
+        .fold(0.0f64, |m, (a, b)| m.max(f64::from((a - b).abs())));
+    diff / scale
+}
+
+#[test]
+fn vae_encodes_and_decodes_as_diffusers_does() {
+    let case = Path::new("crates/diffuse-core/tests/fixtures/autoencoder/rgb_quant_attn");
+    let (vae, io) = (case.join("vae"), case.join("io.safetensors"));
+    let dir = tempfile::tempdir().unwrap();
+    let latents = dir.path().join("latents.safetensors");
+    let (images, pngs) = (
+        dir.path().join("images.safetensors"),
+        dir.path().join("pngs"),
+    );
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let encode = diffuse(&[
+        "vae",
+        "encode",
+        "--vae",
+        &path(&vae),
+        "--input",
+        &path(&io),
+        "--out-tensor",
+        &path(&latents),
+    ]);
+    assert!(encode.status.success(), "{}", stderr(&encode));
+    let decode = diffuse(&[
+        "vae",
+        "decode",
+        "--vae",
+        &path(&vae),
+        "--input",
+        &path(&latents),
+        "--out-tensor",
+        &path(&images),
+        "--out",
+        &path(&pngs),
+        "--batch-size",
+        "1",
+    ]);
+    assert!(decode.status.success(), "{}", stderr(&decode));
+    let want = read_safetensors(&io).unwrap();
+    let got_latents = &read_safetensors(&latents).unwrap()["latents"];
+    assert_eq!(got_latents.shape, want["mode"].shape);
+    assert!(max_relative_error(&got_latents.values, &want["mode"].values) < 1e-4);
+    let got_images = &read_safetensors(&images).unwrap()["images"];
+    assert!(max_relative_error(&got_images.values, &want["reconstruction"].values) < 1e-4);
+    assert_eq!(std::fs::read_dir(&pngs).unwrap().count(), 2);
+
+    // Bad input: latents for another autoencoder, images the encoder cannot halve, a damaged
+    // folder, a file without the tensor.
+    let gray = "crates/diffuse-core/tests/fixtures/autoencoder/gray_plain/vae";
+    let out = path(&dir.path().join("x.safetensors"));
+    assert_clean_error(
+        &[
+            "vae",
+            "decode",
+            "--vae",
+            gray,
+            "--input",
+            &path(&latents),
+            "--out-tensor",
+            &out,
+        ],
+        "the latents have 4 channels, the autoencoder's have 2",
+    );
+    let odd = dir.path().join("odd.safetensors");
+    let odd_images = diffuse_core::io::HostTensor {
+        shape: vec![1, 3, 15, 15],
+        values: vec![0.0; 675],
+    };
+    diffuse_core::io::write_safetensors(&odd, &[("images", &odd_images)]).unwrap();
+    assert_clean_error(
+        &[
+            "vae",
+            "encode",
+            "--vae",
+            &path(&vae),
+            "--input",
+            &path(&odd),
+            "--out-tensor",
+            &out,
+        ],
+        "15×15 is not divisible by 2",
+    );
+    let damaged = dir.path().join("damaged");
+    std::fs::create_dir(&damaged).unwrap();
+    std::fs::copy(vae.join("config.json"), damaged.join("config.json")).unwrap();
+    let weights = std::fs::read(vae.join("diffusion_pytorch_model.safetensors")).unwrap();
+    std::fs::write(
+        damaged.join("diffusion_pytorch_model.safetensors"),
+        &weights[..weights.len() / 2],
+    )
+    .unwrap();
+    assert_clean_error(
+        &[
+            "vae",
+            "encode",
+            "--vae",
+            &path(&damaged),
+            "--input",
+            &path(&io),
+            "--out-tensor",
+            &out,
+        ],
+        "diffusion_pytorch_model.safetensors",
+    );
+    assert_clean_error(
+        &[
+            "vae",
+            "encode",
+            "--vae",
+            &path(&vae),
+            "--input",
+            &path(&latents),
+            "--out-tensor",
+            &out,
+        ],
+        "has no tensor `images`",
+    );
 }

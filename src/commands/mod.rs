@@ -7,6 +7,7 @@ pub mod sampling;
 pub mod schedule;
 pub mod train;
 pub mod train_classifier;
+pub mod vae;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;

@@ -2,6 +2,7 @@
 //! and a registry of them ([`network`]).
 
 pub mod attention;
+pub mod autoencoder;
 pub mod dit;
 pub mod embedding;
 pub mod kernels;

@@ -13,15 +13,11 @@ use serde_json::Value;
 
 use crate::data::DataKind;
 use crate::error::{DiffuseError, Result};
-use crate::io::write_atomically;
 use crate::limits::{check_parameter_count, check_sample_values};
 use crate::nn::dit::DiTTransformer2DModel;
 use crate::nn::mlp::MlpDenoiser;
 use crate::nn::unet::UNet2DModel;
-use crate::nn::weights::{KeyRenames, load_diffusers_weights, save_diffusers_weights};
-
-/// The weights file of a component folder, as diffusers names it.
-const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
+use crate::nn::weights::{KeyRenames, load_component, save_component};
 
 /// A denoising network as a pipeline component: its diffusers names, its config.json, and how it
 /// is built, fitted to a run's data, stored and run.
@@ -92,22 +88,22 @@ pub trait Architecture: Module + ModuleSnapshot + Sized {
 
     /// Reads `config.json` and the weights from a component folder.
     fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let config_path = dir.join("config.json");
-        let text =
-            std::fs::read_to_string(&config_path).map_err(|e| DiffuseError::io(&config_path, e))?;
-        let config = Self::parse_config(&text).map_err(|e| e.in_file(&config_path))?;
-        let mut network =
-            Self::new_within_limits(&config, device).map_err(|e| e.in_file(&config_path))?;
-        load_diffusers_weights(&mut network, &dir.join(WEIGHTS_FILE), &Self::KEY_RENAMES)?;
-        Ok(network)
+        load_component(
+            dir,
+            Self::parse_config,
+            |config| Self::new_within_limits(config, device),
+            &Self::KEY_RENAMES,
+        )
     }
 
     /// Writes the component folder diffusers' `from_pretrained` reads.
     fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| DiffuseError::io(dir, e))?;
-        let json = Self::config_json(self.config());
-        write_atomically(&dir.join("config.json"), json.as_bytes())?;
-        save_diffusers_weights(self, &dir.join(WEIGHTS_FILE), &Self::KEY_RENAMES)
+        save_component(
+            self,
+            dir,
+            &Self::config_json(self.config()),
+            &Self::KEY_RENAMES,
+        )
     }
 }
 

@@ -135,6 +135,38 @@ fn pytorch_param_name(path: &str, containers: &str) -> String {
     }
 }
 
+/// The weights file of a diffusers component folder.
+pub const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
+
+/// Reads a diffusers component folder (`config.json` and [`WEIGHTS_FILE`]): the config through
+/// `parse`, a module from it through `build`, then its weights. Errors name the file.
+pub fn load_component<C, M: Module + ModuleSnapshot>(
+    dir: &Path,
+    parse: impl FnOnce(&str) -> Result<C>,
+    build: impl FnOnce(&C) -> Result<M>,
+    renames: &KeyRenames,
+) -> Result<M> {
+    let config_path = dir.join("config.json");
+    let text =
+        std::fs::read_to_string(&config_path).map_err(|e| DiffuseError::io(&config_path, e))?;
+    let config = parse(&text).map_err(|e| e.in_file(&config_path))?;
+    let mut module = build(&config).map_err(|e| e.in_file(&config_path))?;
+    load_diffusers_weights(&mut module, &dir.join(WEIGHTS_FILE), renames)?;
+    Ok(module)
+}
+
+/// Writes the component folder diffusers' `from_pretrained` reads: `config_json` and the weights.
+pub fn save_component<M: Module + ModuleSnapshot>(
+    module: &M,
+    dir: &Path,
+    config_json: &str,
+    renames: &KeyRenames,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| DiffuseError::io(dir, e))?;
+    write_atomically(&dir.join("config.json"), config_json.as_bytes())?;
+    save_diffusers_weights(module, &dir.join(WEIGHTS_FILE), renames)
+}
+
 /// Writes `module`'s weights to `path` in diffusers' layout (atomically).
 pub fn save_diffusers_weights<M: Module + ModuleSnapshot>(
     module: &M,
