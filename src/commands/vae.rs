@@ -36,6 +36,11 @@ struct VaeArgs {
     /// Items run through the network at once (memory grows with it; results do not depend on it).
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
+    /// Run in overlapping tiles of the autoencoder's sample_size, blended across the overlap
+    /// (diffusers' enable_tiling): memory stops growing with the image; seams can differ from
+    /// an untiled run.
+    #[arg(long)]
+    tiled: bool,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -134,8 +139,13 @@ impl EncodeArgs {
         let (vae, device) = self.vae.load()?;
         let images = self.images(&vae)?;
         let bar = progress_bar("encoding", "images");
-        let latents =
-            vae.encode_modes(&images, self.vae.batch_size, &device, &mut report_to(&bar))?;
+        let latents = vae.encode_modes(
+            &images,
+            self.vae.tiled,
+            self.vae.batch_size,
+            &device,
+            &mut report_to(&bar),
+        )?;
         bar.finish_and_clear();
         write_safetensors(&self.out_tensor, &[("latents", &latents)])?;
         eprintln!(
@@ -154,8 +164,13 @@ impl DecodeArgs {
         let (vae, device) = self.vae.load()?;
         let latents = read_tensor(&self.input, "latents")?;
         let bar = progress_bar("decoding", "latents");
-        let images =
-            vae.decode_latents(&latents, self.vae.batch_size, &device, &mut report_to(&bar))?;
+        let images = vae.decode_latents(
+            &latents,
+            self.vae.tiled,
+            self.vae.batch_size,
+            &device,
+            &mut report_to(&bar),
+        )?;
         bar.finish_and_clear();
         if let Some(path) = &self.out_tensor {
             write_safetensors(path, &[("images", &images)])?;

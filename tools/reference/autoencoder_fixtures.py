@@ -10,6 +10,10 @@ crates/diffuse-core/tests/fixtures/autoencoder/<name>/:
               output `decoded` of `latents` [B,latent_C,h,w], and the reconstruction
               `reconstruction` = decode(mode).
 
+For `rgb_quant_attn` it also writes tiled.safetensors: `big_images` [2,3,40,40] and `big_latents`
+[2,4,20,20] (2.5 tiles a side) with diffusers' tiled outputs after `enable_tiling()`: the posterior
+mode `tiled_mode` and the decoder output `tiled_decoded`.
+
 The `legacy_f16` case rewrites the first config's folder as Stable Diffusion's releases ship it:
 half-precision weights and the pre-0.14 attention names (query, key, value, proj_attn), which
 from_pretrained converts; its outputs come from diffusers reading that folder.
@@ -116,6 +120,22 @@ def write_outputs(folder: pathlib.Path, in_channels: int, seed: int):
     return tensors
 
 
+def write_tiled_outputs(folder: pathlib.Path, seed: int):
+    vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
+    vae.enable_tiling()
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(2, vae.config.in_channels, 40, 40, generator=generator) * 2 - 1
+    latents = torch.randn(2, vae.config.latent_channels, 20, 20, generator=generator)
+    with torch.no_grad():
+        tensors = {
+            "big_images": images,
+            "tiled_mode": vae.encode(images).latent_dist.mode(),
+            "big_latents": latents,
+            "tiled_decoded": vae.decode(latents).sample,
+        }
+    save_file({k: v.contiguous() for k, v in tensors.items()}, folder / "tiled.safetensors")
+
+
 def main():
     shutil.rmtree(OUT, ignore_errors=True)
     for index, (name, cfg) in enumerate(CONFIGS.items()):
@@ -131,6 +151,7 @@ def main():
         params = sum(p.numel() for p in vae.parameters())
         print(f"{name}: {params} parameters, mode std {out['mode'].std():.3f}, "
               f"decoded std {out['decoded'].std():.3f}")
+    write_tiled_outputs(OUT / "rgb_quant_attn", seed=300)
     legacy = OUT / "legacy_f16"
     legacy_folder(OUT / "rgb_quant_attn" / "vae", legacy / "vae")
     out = write_outputs(legacy, 3, seed=200)

@@ -2,7 +2,8 @@
 //! tools/reference/autoencoder_fixtures.py): the posterior's mode, log-variance and KL, and the
 //! decoder, each within 1e-4 relative (max-norm) in f32, through `vae/` folders written by
 //! diffusers' `save_pretrained` — one of them in Stable Diffusion's released form (f16 weights,
-//! pre-0.14 attention names, a config without the newer fields).
+//! pre-0.14 attention names, a config without the newer fields) — and diffusers' tiled encode and
+//! decode (`enable_tiling`) on inputs 2.5 tiles wide.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -70,4 +71,17 @@ fn a_saved_folder_loads_back_identically() {
         config.contains("\"_class_name\": \"AutoencoderKL\""),
         "{config}"
     );
+}
+
+/// diffusers' `enable_tiling()` path on images and latents 2.5 tiles wide: the same tiles, the
+/// same blends in the same order.
+#[test]
+fn tiled_encode_and_decode_match_diffusers() {
+    let dir = fixture("rgb_quant_attn");
+    let vae = AutoencoderKL::load(&dir.join("vae"), &Device::flex()).unwrap();
+    let io = read_safetensors(&dir.join("tiled.safetensors")).unwrap();
+    let posterior = vae.encode_tiled(tensor4(&io["big_images"])).unwrap();
+    check("tiled", "tiled_mode", posterior.mode(), &io);
+    let decoded = vae.decode_tiled(tensor4(&io["big_latents"])).unwrap();
+    check("tiled", "tiled_decoded", decoded, &io);
 }

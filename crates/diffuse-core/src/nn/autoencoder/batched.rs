@@ -25,7 +25,7 @@ fn map_batches(
     batch_size: usize,
     device: &Device,
     progress: &mut dyn FnMut(usize, usize),
-    network: impl Fn(Tensor<4>) -> Tensor<4>,
+    network: impl Fn(Tensor<4>) -> Result<Tensor<4>>,
 ) -> Result<HostTensor> {
     let [n, c, h, w] = dims4(input, "the input")?;
     let item = c * h * w;
@@ -41,7 +41,7 @@ fn map_batches(
     for (index, chunk) in input.values.chunks(batch_size * item).enumerate() {
         let count = chunk.len() / item;
         let data = TensorData::new(chunk.to_vec(), [count, c, h, w]);
-        let output = network(Tensor::from_data(data, (device, DType::F32)));
+        let output = network(Tensor::from_data(data, (device, DType::F32)))?;
         out_item_shape = output.dims()[1..].to_vec();
         values.extend(to_host_f64(output)?.into_iter().map(|v| v as f32));
         progress(index * batch_size + count, n);
@@ -53,10 +53,12 @@ fn map_batches(
 
 impl AutoencoderKL {
     /// The posterior modes μ [N, latent_C, H/f, W/f] of images [N, C, H, W] in [−1, 1] — what
-    /// `latent_dist.mode()` gives, unscaled.
+    /// `latent_dist.mode()` gives, unscaled; in overlapping tiles with `tiled` (see
+    /// [`AutoencoderKL::encode_tiled`]).
     pub fn encode_modes(
         &self,
         images: &HostTensor,
+        tiled: bool,
         batch_size: usize,
         device: &Device,
         progress: &mut dyn FnMut(usize, usize),
@@ -71,14 +73,21 @@ impl AutoencoderKL {
         }
         config.latent_shape([height, width])?;
         map_batches(images, batch_size, device, progress, |x| {
-            self.encode(x).mode()
+            let posterior = if tiled {
+                self.encode_tiled(x)?
+            } else {
+                self.encode(x)
+            };
+            Ok(posterior.mode())
         })
     }
 
-    /// The decoder's raw output [N, C, h·f, w·f] for latents [N, latent_C, h, w] (unscaled).
+    /// The decoder's raw output [N, C, h·f, w·f] for latents [N, latent_C, h, w] (unscaled); in
+    /// overlapping tiles with `tiled` (see [`AutoencoderKL::decode_tiled`]).
     pub fn decode_latents(
         &self,
         latents: &HostTensor,
+        tiled: bool,
         batch_size: usize,
         device: &Device,
         progress: &mut dyn FnMut(usize, usize),
@@ -90,6 +99,12 @@ impl AutoencoderKL {
                 self.config().latent_channels
             )));
         }
-        map_batches(latents, batch_size, device, progress, |z| self.decode(z))
+        map_batches(latents, batch_size, device, progress, |z| {
+            if tiled {
+                self.decode_tiled(z)
+            } else {
+                Ok(self.decode(z))
+            }
+        })
     }
 }

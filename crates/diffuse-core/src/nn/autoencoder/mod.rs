@@ -5,6 +5,7 @@
 
 mod batched;
 pub mod config;
+mod tiling;
 
 use std::path::Path;
 
@@ -299,10 +300,20 @@ impl AutoencoderKL {
 
     /// q(z|x) for images [B, C, H, W] in [−1, 1].
     pub fn encode(&self, images: Tensor<4>) -> DiagonalGaussian {
-        let mut moments = self.encoder.forward(images);
-        if let Some(conv) = &self.quant_conv {
-            moments = kernels::conv2d(conv, moments);
+        self.posterior(self.moments(images))
+    }
+
+    /// The encoder's output [B, 2·latent_C, h, w] after the quant conv: μ and log σ² stacked.
+    fn moments(&self, images: Tensor<4>) -> Tensor<4> {
+        let moments = self.encoder.forward(images);
+        match &self.quant_conv {
+            Some(conv) => kernels::conv2d(conv, moments),
+            None => moments,
         }
+    }
+
+    /// The Gaussian whose μ and log σ² are stacked along the channels of `moments`.
+    fn posterior(&self, moments: Tensor<4>) -> DiagonalGaussian {
         let latent = self.config.latent_channels;
         DiagonalGaussian {
             mean: moments.clone().narrow(1, 0, latent),
