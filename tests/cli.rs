@@ -1616,3 +1616,52 @@ fn vae_encodes_and_decodes_as_diffusers_does() {
         "has no tensor `images`",
     );
 }
+
+#[test]
+fn sample_draws_a_latent_dit_pipeline_as_diffusers_does() {
+    let fixture = Path::new("crates/diffuse-core/tests/fixtures/latent_dit");
+    let io = read_safetensors(&fixture.join("io.safetensors")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (noise, out) = (
+        dir.path().join("noise.safetensors"),
+        dir.path().join("out.safetensors"),
+    );
+    diffuse_core::io::write_safetensors(&noise, &[("noise", &io["init_noise"])]).unwrap();
+    let pipeline = fixture.join("pipeline");
+    let args = |noise: &Path| {
+        vec![
+            "sample".to_string(),
+            "--pipeline".into(),
+            pipeline.to_str().unwrap().into(),
+            "--class-labels".into(),
+            "1,3".into(),
+            "--n".into(),
+            "2".into(),
+            "--guidance-scale".into(),
+            "4".into(),
+            "--steps".into(),
+            "10".into(),
+            "--init-noise".into(),
+            noise.to_str().unwrap().into(),
+            "--out-tensor".into(),
+            out.to_str().unwrap().into(),
+        ]
+    };
+    let run = diffuse(&args(&noise).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let samples = &read_safetensors(&out).unwrap()["samples"];
+    assert_eq!(samples.shape, vec![2, 3, 16, 16], "decoded images");
+    assert!(max_relative_error(&samples.values, &io["samples_g4"].values) < 1e-3);
+    // Noise of the image's shape instead of the latent's.
+    let image_noise = dir.path().join("image_noise.safetensors");
+    let wrong = diffuse_core::io::HostTensor {
+        shape: vec![2, 3, 16, 16],
+        values: vec![0.0; 1536],
+    };
+    diffuse_core::io::write_safetensors(&image_noise, &[("noise", &wrong)]).unwrap();
+    let args = args(&image_noise);
+    assert_clean_error(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "[2, 4, 8, 8]",
+    );
+}

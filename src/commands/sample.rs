@@ -79,7 +79,10 @@ impl SampleCommand {
         }
     }
 
-    fn config(&self, item_len: usize) -> Result<GenerationConfig> {
+    /// The generation settings for samples of `item_shape` (the network's, latent for a latent
+    /// pipeline).
+    fn config(&self, item_shape: &[usize]) -> Result<GenerationConfig> {
+        let item_len: usize = item_shape.iter().product();
         let class_labels = class_labels_for(self.class_labels.as_deref(), self.n)?;
         let init_noise = match &self.init_noise {
             Some(path) => {
@@ -88,11 +91,12 @@ impl SampleCommand {
                     .get("noise")
                     .with_context(|| format!("{}: no tensor named `noise`", path.display()))?;
                 if noise.shape.first() != Some(&self.n) || noise.values.len() != self.n * item_len {
+                    let expected: Vec<usize> = [self.n].iter().chain(item_shape).copied().collect();
                     bail!(
-                        "{}: tensor `noise` has shape {:?}; expected {} samples of {item_len} values",
+                        "{}: tensor `noise` has shape {:?}; expected {expected:?} (the number of \
+                         samples, then the shape the model denoises)",
                         path.display(),
                         noise.shape,
-                        self.n
                     );
                 }
                 Some(noise.values.iter().map(|&v| v as f64).collect())
@@ -131,7 +135,7 @@ impl SampleCommand {
         })?;
         let dim = mixture.dim();
         let denoiser = GmmDenoiser::new(mixture, schedule.clone(), self.prediction_type);
-        let config = self.config(dim)?;
+        let config = self.config(&[dim])?;
         if self.sampling.classifier.is_some() {
             bail!("--classifier guides image pipelines; the mixture has no image classifier");
         }
@@ -151,11 +155,8 @@ impl SampleCommand {
         let device = self.sampling.device.build()?;
         let pipeline = DiffusionPipeline::load(dir, &device)
             .with_context(|| format!("loading pipeline {}", dir.display()))?;
-        let numel = pipeline
-            .network
-            .sample_shape()
-            .map_or(0, |s| s.iter().product());
-        let config = self.config(numel)?;
+        let shape = pipeline.network.sample_shape().unwrap_or_default();
+        let config = self.config(&shape)?;
         let (samples, recipe) = self.sampling.sample_pipeline(&pipeline, &config)?;
         let [c, h, w] = samples.shape;
         let values = &samples.drawn.samples;

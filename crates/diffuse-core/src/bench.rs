@@ -202,6 +202,7 @@ pub fn sampling_throughput(
             PredictionType::Epsilon,
             true,
         ),
+        vae: None,
     };
     let generation = GenerationConfig {
         count: batch_size,

@@ -86,6 +86,7 @@ fn ddim_20_steps_match_diffusers_and_the_folder_round_trips() {
         let pipeline = DiffusionPipeline {
             network: DenoisingNetwork::DiT(dit),
             scheduler: ddim_scheduler(),
+            vae: None,
         };
         let tmp = tempfile::tempdir().unwrap();
         pipeline.save(tmp.path()).unwrap();

@@ -10,15 +10,19 @@ use serde_json::Value;
 use super::denoiser::NetworkDenoiser;
 use super::scheduler_config::SchedulerConfig;
 use crate::config::DIFFUSERS_VERSION;
+use crate::config::DiffusersConfig;
 use crate::error::{DiffuseError, Result};
 use crate::io::write_atomically;
+use crate::nn::autoencoder::{AutoencoderKL, AutoencoderKLConfig};
 use crate::nn::network::DenoisingNetwork;
 
-/// A loaded pipeline folder: the network and its scheduler config.
+/// A loaded pipeline folder: the network, its scheduler config, and for a latent pipeline the
+/// autoencoder whose latent space the network denoises.
 #[derive(Debug)]
 pub struct DiffusionPipeline {
     pub network: DenoisingNetwork,
     pub scheduler: SchedulerConfig,
+    pub vae: Option<AutoencoderKL>,
 }
 
 fn read_text(path: &Path) -> Result<String> {
@@ -27,21 +31,13 @@ fn read_text(path: &Path) -> Result<String> {
 
 impl DiffusionPipeline {
     /// Reads a diffusers pipeline folder: `DDPMPipeline`/`DDIMPipeline` with `unet/`, a
-    /// pixel-space `DiTPipeline` with `transformer/` (no VAE), or `diffuse`'s MLP pipeline.
+    /// `DiTPipeline` with `transformer/` (in pixel space, or in a latent space with `vae/`), or
+    /// `diffuse`'s MLP pipeline.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let index_path = dir.join("model_index.json");
         let index: Value = serde_json::from_str(&read_text(&index_path)?)
             .map_err(|e| DiffuseError::bad_file(&index_path, format!("malformed JSON: {e}")))?;
         let class = index["_class_name"].as_str().unwrap_or("");
-        if !index["vae"].is_null() {
-            return Err(DiffuseError::bad_file(
-                &index_path,
-                format!(
-                    "latent pipelines (a `{class}` with a vae) are not supported yet; pixel-space \
-                     ones are"
-                ),
-            ));
-        }
         let network = DenoisingNetwork::load(class, dir, device).unwrap_or_else(|| {
             Err(DiffuseError::bad_file(
                 &index_path,
@@ -55,7 +51,15 @@ impl DiffusionPipeline {
         let scheduler_path = dir.join("scheduler/scheduler_config.json");
         let scheduler = SchedulerConfig::from_json(&read_text(&scheduler_path)?)
             .map_err(|e| e.in_file(&scheduler_path))?;
-        Ok(Self { network, scheduler })
+        let vae = load_vae(&index, &index_path, dir, device)?;
+        if let Some(vae) = &vae {
+            check_latent_fit(&network, vae).map_err(|e| e.in_file(&index_path))?;
+        }
+        Ok(Self {
+            network,
+            scheduler,
+            vae,
+        })
     }
 
     /// Writes the folder in diffusers' layout (`DDPMPipeline.from_pretrained` reads a U-Net one).
@@ -71,6 +75,10 @@ impl DiffusionPipeline {
             "scheduler": ["diffusers", self.scheduler.class_name],
         });
         index[component] = serde_json::json!(self.network.index_entry());
+        if let Some(vae) = &self.vae {
+            index["vae"] = serde_json::json!(["diffusers", AutoencoderKLConfig::CLASS_NAME]);
+            vae.save(&dir.join("vae"))?;
+        }
         write_atomically(
             &dir.join("model_index.json"),
             pretty_json(&index).as_bytes(),
@@ -112,6 +120,46 @@ fn check_components(index: &Value, index_path: &Path, network: &DenoisingNetwork
         }
         Some(_) => Ok(()),
     }
+}
+
+/// The `vae/` component a model_index.json names, if any; only `AutoencoderKL` is implemented.
+fn load_vae(
+    index: &Value,
+    index_path: &Path,
+    dir: &Path,
+    device: &Device,
+) -> Result<Option<AutoencoderKL>> {
+    if index["vae"].is_null() {
+        return Ok(None);
+    }
+    match index["vae"][1].as_str() {
+        Some(AutoencoderKLConfig::CLASS_NAME) => {
+            Ok(Some(AutoencoderKL::load(&dir.join("vae"), device)?))
+        }
+        named => Err(DiffuseError::bad_file(
+            index_path,
+            format!(
+                "the `vae` component is a `{}`; only `AutoencoderKL` is supported",
+                named.unwrap_or("?")
+            ),
+        )),
+    }
+}
+
+/// The network must take the autoencoder's latents: as many channels, and (when the network
+/// fixes a size) a latent the decoder turns into an image.
+fn check_latent_fit(network: &DenoisingNetwork, vae: &AutoencoderKL) -> Result<()> {
+    let latent = vae.config().latent_channels;
+    let Some([channels, ..]) = network.sample_shape() else {
+        return Ok(());
+    };
+    if channels != latent {
+        return Err(DiffuseError::config(format!(
+            "the {} takes {channels} channels, but the autoencoder's latents have {latent}",
+            network.component()
+        )));
+    }
+    Ok(())
 }
 
 fn pretty_json(value: &impl Serialize) -> String {

@@ -11,6 +11,8 @@ use super::sde::{SdeSettings, generate_sde};
 use crate::classifier::NoiseAwareClassifier;
 use crate::denoiser::Denoiser;
 use crate::error::{DiffuseError, Result};
+use crate::io::HostTensor;
+use crate::nn::autoencoder::AutoencoderKL;
 use crate::pipeline::{DiffusionPipeline, SamplerOverrides, SchedulerConfig};
 use crate::process::schedule::{NoiseSchedule, TimestepSpacing};
 use crate::sampling::guidance::{
@@ -233,6 +235,33 @@ impl Recipe {
             classifier: classifier.map(|c| c as &dyn ClassGradient<4>),
         };
         let drawn = self.draw(&model, &shape, config, progress)?;
-        Ok(PipelineSamples { drawn, shape })
+        match &pipeline.vae {
+            None => Ok(PipelineSamples { drawn, shape }),
+            Some(vae) => decoded(vae, drawn, shape, config),
+        }
     }
+}
+
+/// A latent pipeline's samples as images: each latent taken out of the diffusion model's space
+/// and decoded, `config.batch_size` at a time (the raw decoder output, as `vae.decode(latents /
+/// scaling_factor).sample`).
+fn decoded(
+    vae: &AutoencoderKL,
+    drawn: Drawn,
+    [c, h, w]: [usize; 3],
+    config: &GenerationConfig,
+) -> Result<PipelineSamples> {
+    let latents = HostTensor {
+        shape: vec![drawn.samples.len() / (c * h * w), c, h, w],
+        values: drawn.samples.iter().map(|&v| v as f32).collect(),
+    };
+    let images = vae.decode_samples(&latents, config.batch_size, &config.device)?;
+    let shape = [images.shape[1], images.shape[2], images.shape[3]];
+    Ok(PipelineSamples {
+        drawn: Drawn {
+            samples: images.values.into_iter().map(f64::from).collect(),
+            parallel: drawn.parallel,
+        },
+        shape,
+    })
 }

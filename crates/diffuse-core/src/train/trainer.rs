@@ -643,6 +643,7 @@ impl Trainer {
             scheduler: self
                 .config
                 .scheduler_config(self.dataset.kind == DataKind::Images)?,
+            vae: None,
         }
         .save(&self.config.out)
     }

@@ -92,13 +92,7 @@ impl AutoencoderKL {
         device: &Device,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<HostTensor> {
-        let [_, channels, _, _] = dims4(latents, "the latents")?;
-        if channels != self.config().latent_channels {
-            return Err(DiffuseError::config(format!(
-                "the latents have {channels} channels, the autoencoder's have {}",
-                self.config().latent_channels
-            )));
-        }
+        self.check_latents(latents)?;
         map_batches(latents, batch_size, device, progress, |z| {
             if tiled {
                 self.decode_tiled(z)
@@ -106,5 +100,30 @@ impl AutoencoderKL {
                 Ok(self.decode(z))
             }
         })
+    }
+
+    /// Images from latents in the diffusion model's space ([`AutoencoderKL::to_diffusion_space`]):
+    /// what a latent pipeline's sampler ends with.
+    pub fn decode_samples(
+        &self,
+        latents: &HostTensor,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<HostTensor> {
+        self.check_latents(latents)?;
+        map_batches(latents, batch_size, device, &mut |_, _| {}, |z| {
+            Ok(self.decode(self.from_diffusion_space(z)))
+        })
+    }
+
+    fn check_latents(&self, latents: &HostTensor) -> Result<()> {
+        let [_, channels, _, _] = dims4(latents, "the latents")?;
+        if channels != self.config().latent_channels {
+            return Err(DiffuseError::config(format!(
+                "the latents have {channels} channels, the autoencoder's have {}",
+                self.config().latent_channels
+            )));
+        }
+        Ok(())
     }
 }

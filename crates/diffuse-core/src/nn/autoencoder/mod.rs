@@ -333,6 +333,18 @@ impl AutoencoderKL {
         self.decoder.forward(latents)
     }
 
+    /// Latents as a diffusion model sees them: (z − shift_factor) · scaling_factor (LDM §4.3.2;
+    /// the shift is SD3's).
+    pub fn to_diffusion_space(&self, latents: Tensor<4>) -> Tensor<4> {
+        let shift = self.config.shift_factor.unwrap_or(0.0);
+        (latents - shift) * self.config.scaling_factor
+    }
+
+    /// The inverse of [`AutoencoderKL::to_diffusion_space`]: what the decoder takes.
+    pub fn from_diffusion_space(&self, latents: Tensor<4>) -> Tensor<4> {
+        latents / self.config.scaling_factor + self.config.shift_factor.unwrap_or(0.0)
+    }
+
     /// Reads a diffusers `vae/` component folder (f16 and bf16 weights are widened to f32).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         load_component(
