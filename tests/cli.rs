@@ -1665,3 +1665,107 @@ fn sample_draws_a_latent_dit_pipeline_as_diffusers_does() {
         "[2, 4, 8, 8]",
     );
 }
+
+/// 16×16 RGB images in two class folders: reddish and bluish noise.
+fn write_rgb_image_folder(dir: &Path, per_class: u32) {
+    for (class, channel) in [("red", 0usize), ("blue", 2)] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for i in 0..per_class {
+            let img = image::RgbImage::from_fn(16, 16, |x, y| {
+                let mut pixel = [((x * 7 + y * 3 + i * 5) % 50) as u8; 3];
+                pixel[channel] = 200;
+                image::Rgb(pixel)
+            });
+            img.save(dir.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+#[test]
+fn train_with_an_autoencoder_runs_latent_diffusion_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, run) = (dir.path().join("images"), dir.path().join("run"));
+    write_rgb_image_folder(&images, 6);
+    // A vae/ folder whose config has no scaling_factor: the run computes 1/std of the latents.
+    let vae = "crates/diffuse-core/tests/fixtures/autoencoder/legacy_f16/vae";
+    let train = |extra: &[&str]| {
+        let base = [
+            "train",
+            "--dataset",
+            images.to_str().unwrap(),
+            "--resolution",
+            "16",
+            "--color",
+            "rgb",
+            "--autoencoder",
+            vae,
+            "--preset",
+            "tiny",
+            "--class-conditional",
+            "--batch-size",
+            "4",
+            "--out",
+            run.to_str().unwrap(),
+        ];
+        diffuse(&[&base[..], extra].concat())
+    };
+    let out = train(&["--steps", "4"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let index = std::fs::read_to_string(run.join("model_index.json")).unwrap();
+    assert!(index.contains("AutoencoderKL"), "{index}");
+    let vae_config: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("vae/config.json")).unwrap())
+            .unwrap();
+    let scale = vae_config["scaling_factor"]
+        .as_f64()
+        .expect("the computed scaling factor is recorded");
+    assert!(scale.is_finite() && scale > 0.0);
+    let cached = || std::fs::read_dir(run.join("latent-cache")).unwrap().count();
+    assert_eq!(cached(), 1);
+
+    // The exported pipeline samples images, not latents; resuming reads the cache again.
+    let samples = dir.path().join("samples.safetensors");
+    let sample = diffuse(&[
+        "sample",
+        "--pipeline",
+        run.to_str().unwrap(),
+        "--class-labels",
+        "0,1",
+        "--n",
+        "2",
+        "--steps",
+        "3",
+        "--out-tensor",
+        samples.to_str().unwrap(),
+    ]);
+    assert!(sample.status.success(), "{}", stderr(&sample));
+    assert_eq!(
+        read_safetensors(&samples).unwrap()["samples"].shape,
+        vec![2, 3, 16, 16]
+    );
+    let resumed = diffuse(&["train", "--resume", run.to_str().unwrap(), "--steps", "6"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(cached(), 1);
+
+    // Images the autoencoder does not take are refused before training, naming it.
+    let gray = "crates/diffuse-core/tests/fixtures/autoencoder/gray_plain/vae";
+    let odd = dir.path().join("odd");
+    assert_clean_error(
+        &[
+            "train",
+            "--dataset",
+            images.to_str().unwrap(),
+            "--resolution",
+            "16",
+            "--autoencoder",
+            gray,
+            "--preset",
+            "tiny",
+            "--steps",
+            "1",
+            "--out",
+            odd.to_str().unwrap(),
+        ],
+        "the images have 3 channels, the autoencoder takes 1",
+    );
+}

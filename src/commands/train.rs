@@ -41,6 +41,12 @@ pub struct TrainSettings {
     /// Toy sets: number of points drawn [default: 10000].
     #[arg(long)]
     pub toy_samples: Option<usize>,
+    /// Latent diffusion: a diffusers AutoencoderKL folder (e.g. a pipeline's vae/). The images are
+    /// encoded once (cached in OUT/latent-cache/), the model trains on their latents (scaled by
+    /// the autoencoder's scaling_factor, or 1/std of the latents when its config has none), and
+    /// the exported pipeline includes the autoencoder.
+    #[arg(long, value_name = "DIR")]
+    pub autoencoder: Option<PathBuf>,
     /// Built-in model: tiny, unet-28, ddpm-cifar10, dit-small, mlp [default: unet-28].
     #[arg(long, conflicts_with = "model_config")]
     pub preset: Option<String>,
@@ -299,9 +305,27 @@ impl TrainCommand {
             }
             None => {
                 let config = merged_config(Map::new(), self.config.as_deref(), &self.settings)?;
-                Trainer::new(config, &device)?
+                let bar = super::progress_bar("encoding", "images");
+                let trainer = Trainer::new_reporting(config, &device, &mut super::report_to(&bar))?;
+                bar.finish_and_clear();
+                trainer
             }
         };
+        if let Some(vae) = trainer.autoencoder() {
+            let config = vae.config();
+            println!(
+                "Latent diffusion: {} latents {:?} of {}, scaling_factor {:.5}",
+                trainer.dataset().len(),
+                trainer.dataset().sample_shape,
+                trainer
+                    .config()
+                    .autoencoder
+                    .as_deref()
+                    .unwrap_or(Path::new(""))
+                    .display(),
+                config.scaling()
+            );
+        }
         println!(
             "Training {} parameters on {} ({} samples) from step {} to {} → {}",
             trainer.num_parameters(),

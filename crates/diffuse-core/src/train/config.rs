@@ -37,6 +37,9 @@ pub struct TrainConfig {
     pub preset: String,
     /// A diffusers `config.json` (UNet2DModel, DiTTransformer2DModel) or an MlpDenoiser config.
     pub model_config: Option<PathBuf>,
+    /// Latent diffusion: a diffusers AutoencoderKL folder; the images are encoded once (cached
+    /// in `out/latent-cache/`) and the network trains on the latents.
+    pub autoencoder: Option<PathBuf>,
     /// Total optimisation steps, also when resuming.
     pub steps: usize,
     pub batch_size: usize,
@@ -104,6 +107,7 @@ impl Default for TrainConfig {
             toy_samples: 10_000,
             preset: "unet-28".into(),
             model_config: None,
+            autoencoder: None,
             steps: 1000,
             batch_size: 64,
             grad_accumulation: 1,

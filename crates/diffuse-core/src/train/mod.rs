@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod ema;
+pub mod latents;
 pub mod metrics;
 pub mod model;
 pub mod objective;

@@ -10,6 +10,8 @@ use super::config::TrainConfig;
 use super::metrics::MetricsLine;
 use crate::data::{DataKind, Dataset};
 use crate::error::{DiffuseError, Result};
+use crate::io::HostTensor;
+use crate::nn::autoencoder::AutoencoderKL;
 use crate::nn::network::DenoisingNetwork;
 use crate::pipeline::NetworkDenoiser;
 use crate::plot::{ScatterLayer, image_grid_png, loss_curve_png, scatter_panels_png};
@@ -28,6 +30,8 @@ const VECTOR_SAMPLES: usize = 2000;
 /// What a sample picture is drawn from: the network (the EMA weights) and the run it belongs to.
 pub struct SamplePreview<'a> {
     pub network: &'a DenoisingNetwork,
+    /// A latent run's autoencoder: samples are decoded before they are pictured.
+    pub vae: Option<&'a AutoencoderKL>,
     pub prediction_type: PredictionType,
     pub schedule: &'a NoiseSchedule,
     pub dataset: &'a Dataset,
@@ -56,7 +60,16 @@ impl SamplePreview<'_> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| DiffuseError::io(dir, e))?;
         }
-        if images {
+        if let Some(vae) = self.vae {
+            let latents = HostTensor {
+                shape: vec![count, c, h, w],
+                values: samples.iter().map(|&v| v as f32).collect(),
+            };
+            let decoded = vae.decode_samples(&latents, count.min(256), self.device)?;
+            let pixels: Vec<f64> = decoded.values.iter().map(|&v| f64::from(v)).collect();
+            let [_, c, h, w]: [usize; 4] = decoded.shape.try_into().expect("decoded NCHW images");
+            image_grid_png(path, &pixels, [count, c, h, w], GRID_COLUMNS)?;
+        } else if images {
             image_grid_png(path, &samples, [count, c, h, w], GRID_COLUMNS)?;
         } else {
             self.write_scatter(path, &samples)?;
@@ -78,10 +91,10 @@ impl SamplePreview<'_> {
         }
     }
 
-    /// `count` DDIM samples of the network, x₀ clipped to [−1, 1] for images.
+    /// `count` DDIM samples of the network, x₀ clipped to [−1, 1] for images in pixel space.
     fn draw(&self, count: usize, labels: Option<Vec<usize>>) -> Result<Vec<f64>> {
         let [c, h, w] = self.dataset.sample_shape;
-        let images = self.dataset.kind == DataKind::Images;
+        let images = self.dataset.kind == DataKind::Images && self.vae.is_none();
         let sampler = SamplerKind::configured(
             SamplerName::Ddim,
             &SamplerSettings {

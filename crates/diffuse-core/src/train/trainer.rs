@@ -17,6 +17,7 @@ use super::ModelConfig;
 use super::checkpoint::{self, CheckpointTensors, TrainingState};
 use super::config::TrainConfig;
 use super::ema::ema_update;
+use super::latents;
 use super::metrics::{MetricsLine, MetricsLog, StepStats};
 use super::objective::{CleanBatch, LossDraw, Objective, ObjectiveSettings};
 use super::optimizer::{AdamW, FlatGradients, clip_factor};
@@ -31,6 +32,7 @@ use crate::data::loader::{BatchLoader, DataOrder};
 use crate::data::{DataKind, Dataset, DatasetSource, LoadOptions};
 use crate::error::{DiffuseError, Result};
 use crate::io::write_atomically;
+use crate::nn::autoencoder::AutoencoderKL;
 use crate::nn::network::DenoisingNetwork;
 use crate::pipeline::DiffusionPipeline;
 
@@ -39,6 +41,8 @@ const STEP_NOISE_SALT: u64 = 0x7ea1_5eed_0f5b_edaa;
 /// What to change when the loss diverges.
 const LOSS_ADVICE: &str = "lower --learning-rate or set --max-grad-norm";
 const METRICS_FILE: &str = "metrics.jsonl";
+/// Where a latent run keeps its encoded data set.
+const LATENT_CACHE: &str = "latent-cache";
 
 /// What a run did, also written as `summary.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,6 +97,8 @@ pub struct Trainer {
     weights: Weights,
     position: Position,
     metrics: MetricsLog,
+    /// Latent diffusion's autoencoder (scaling factor set); `None` in pixel space.
+    vae: Option<AutoencoderKL>,
 }
 
 fn load_dataset(config: &TrainConfig) -> Result<Dataset> {
@@ -104,6 +110,23 @@ fn load_dataset(config: &TrainConfig) -> Result<Dataset> {
         toy_samples: config.toy_samples,
         seed: config.seed,
     })
+}
+
+/// The data the network trains on and, for latent diffusion, the autoencoder whose latents they
+/// are (encoding reports images done to `progress` unless the run's cache holds them).
+fn load_run_data(
+    config: &TrainConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Dataset, Option<AutoencoderKL>)> {
+    let dataset = load_dataset(config)?;
+    let Some(vae_dir) = &config.autoencoder else {
+        return Ok((dataset, None));
+    };
+    let cache = config.out.join(LATENT_CACHE);
+    let latent = latents::encode_dataset(&dataset, vae_dir, &cache, device, progress)
+        .map_err(|e| DiffuseError::config(format!("--autoencoder {}: {e}", vae_dir.display())))?;
+    Ok((latent.dataset, Some(latent.vae)))
 }
 
 /// The classes a run conditions on: the dataset's, when `--class-conditional` asks for them.
@@ -199,6 +222,15 @@ impl StepInputs for SeededInputs<'_> {
 impl Trainer {
     /// Starts a new run on `device`. Refuses an `out` folder that already holds checkpoints.
     pub fn new(config: TrainConfig, device: &Device) -> Result<Self> {
+        Self::new_reporting(config, device, &mut |_, _| {})
+    }
+
+    /// [`Trainer::new`], reporting (images done, total) while a latent run encodes its data.
+    pub fn new_reporting(
+        config: TrainConfig,
+        device: &Device,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
         config.validate()?;
         if config.out.join("checkpoints/LATEST").exists() {
             return Err(DiffuseError::config(format!(
@@ -206,8 +238,9 @@ impl Trainer {
                 config.out.display()
             )));
         }
-        let dataset = load_dataset(&config)?;
-        let trainer = Self::from_dataset(config, dataset, device)?;
+        let (dataset, vae) = load_run_data(&config, device, progress)?;
+        let mut trainer = Self::from_dataset(config, dataset, device)?;
+        trainer.vae = vae;
         prepare_out_dir(&trainer.config.out, &["checkpoints"])?;
         Ok(trainer)
     }
@@ -268,7 +301,7 @@ impl Trainer {
         // The run continues where its checkpoints are, even if the folder was moved.
         config.out = checkpoint::run_dir(&saved.dir);
         config.validate()?;
-        let dataset = load_dataset(&config)?;
+        let (dataset, vae) = load_run_data(&config, device, &mut |_, _| {})?;
         if saved.state.class_names != dataset.class_names {
             return Err(DiffuseError::config(
                 "the dataset's classes differ from those the run was started with",
@@ -297,6 +330,7 @@ impl Trainer {
             order: saved.state.data_order,
         };
         let mut trainer = Self::assemble(config, model_config, dataset, weights, position, device)?;
+        trainer.vae = vae;
         if let (TimestepSampling::Importance(history), Some(saved)) =
             (&mut trainer.objective.timesteps, saved.state.loss_history)
         {
@@ -342,6 +376,7 @@ impl Trainer {
             device: device.clone(),
             train_device,
             config,
+            vae: None,
         })
     }
 
@@ -636,22 +671,33 @@ impl Trainer {
         Ok(dir)
     }
 
-    /// Writes `out` as a diffusers pipeline folder holding the EMA weights.
+    /// Writes `out` as a diffusers pipeline folder holding the EMA weights (and the autoencoder,
+    /// its scaling factor recorded, for latent diffusion).
     pub fn export(&self) -> Result<()> {
         DiffusionPipeline {
             network: self.weights.ema.clone(),
-            scheduler: self
-                .config
-                .scheduler_config(self.dataset.kind == DataKind::Images)?,
-            vae: None,
+            scheduler: self.config.scheduler_config(self.pixel_images())?,
+            vae: self.vae.clone(),
         }
         .save(&self.config.out)
+    }
+
+    /// Whether the network denoises images in [−1, 1] (whose x̂₀ samplers clip), not latents or
+    /// vectors.
+    fn pixel_images(&self) -> bool {
+        self.dataset.kind == DataKind::Images && self.vae.is_none()
+    }
+
+    /// The autoencoder of a latent run.
+    pub fn autoencoder(&self) -> Option<&AutoencoderKL> {
+        self.vae.as_ref()
     }
 
     /// What the sample grids are drawn from: the EMA weights of this run.
     pub fn previews(&self) -> SamplePreview<'_> {
         SamplePreview {
             network: &self.weights.ema,
+            vae: self.vae.as_ref(),
             prediction_type: self.objective.settings.prediction_type,
             schedule: &self.objective.schedule,
             dataset: &self.dataset,

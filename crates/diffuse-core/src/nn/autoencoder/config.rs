@@ -27,8 +27,11 @@ pub struct AutoencoderKLConfig {
     pub latent_channels: usize,
     pub norm_num_groups: usize,
     pub sample_size: SampleSize,
-    /// Latents are multiplied by this before the diffusion model sees them (LDM §4.3.2).
-    pub scaling_factor: f64,
+    /// Latents are multiplied by this before the diffusion model sees them (LDM §4.3.2). `None`
+    /// when config.json has no such field: diffusers then uses [`DEFAULT_SCALING_FACTOR`], and
+    /// latent training computes LDM's 1/std instead (see `train::latents`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scaling_factor: Option<f64>,
     /// Subtracted from latents before scaling (SD3/Flux VAEs); `None` for none.
     pub shift_factor: Option<f64>,
     pub latents_mean: Option<Vec<f64>>,
@@ -57,7 +60,7 @@ impl Default for AutoencoderKLConfig {
             latent_channels: 4,
             norm_num_groups: 32,
             sample_size: SampleSize::Square(32),
-            scaling_factor: 0.18215,
+            scaling_factor: None,
             shift_factor: None,
             latents_mean: None,
             latents_std: None,
@@ -70,7 +73,15 @@ impl Default for AutoencoderKLConfig {
     }
 }
 
+/// diffusers' default `scaling_factor`, Stable Diffusion v1's.
+pub const DEFAULT_SCALING_FACTOR: f64 = 0.18215;
+
 impl AutoencoderKLConfig {
+    /// The scaling factor diffusers uses: the config's, or [`DEFAULT_SCALING_FACTOR`].
+    pub fn scaling(&self) -> f64 {
+        self.scaling_factor.unwrap_or(DEFAULT_SCALING_FACTOR)
+    }
+
     /// How many times the encoder halves the image: one fewer than its levels.
     pub fn downsampling_factor(&self) -> usize {
         1 << self.block_out_channels.len().saturating_sub(1)
@@ -171,10 +182,9 @@ impl DiffusersConfig for AutoencoderKLConfig {
                 "AutoencoderKL config field `{field}` must be at least 1"
             )));
         }
-        if !self.scaling_factor.is_finite() || self.scaling_factor <= 0.0 {
+        if let Some(scale) = self.scaling_factor.filter(|s| !s.is_finite() || *s <= 0.0) {
             return Err(DiffuseError::config(format!(
-                "AutoencoderKL config field `scaling_factor` must be a positive number, got {}",
-                self.scaling_factor
+                "AutoencoderKL config field `scaling_factor` must be a positive number, got {scale}"
             )));
         }
         Ok(())
@@ -199,7 +209,8 @@ mod tests {
                                "UpDecoderBlock2D"]
         }"#;
         let config = AutoencoderKLConfig::from_json(text).unwrap();
-        assert_eq!(config.scaling_factor, 0.18215);
+        assert_eq!(config.scaling_factor, None);
+        assert_eq!(config.scaling(), 0.18215);
         assert!(config.use_quant_conv && config.use_post_quant_conv);
         assert!(config.mid_block_add_attention);
         assert_eq!(config.latent_shape([512, 512]).unwrap(), [4, 64, 64]);

@@ -337,12 +337,18 @@ impl AutoencoderKL {
     /// the shift is SD3's).
     pub fn to_diffusion_space(&self, latents: Tensor<4>) -> Tensor<4> {
         let shift = self.config.shift_factor.unwrap_or(0.0);
-        (latents - shift) * self.config.scaling_factor
+        (latents - shift) * self.config.scaling()
     }
 
     /// The inverse of [`AutoencoderKL::to_diffusion_space`]: what the decoder takes.
     pub fn from_diffusion_space(&self, latents: Tensor<4>) -> Tensor<4> {
-        latents / self.config.scaling_factor + self.config.shift_factor.unwrap_or(0.0)
+        latents / self.config.scaling() + self.config.shift_factor.unwrap_or(0.0)
+    }
+
+    /// The same autoencoder with `scaling_factor` set (LDM's 1/std of a data set's latents).
+    pub fn with_scaling_factor(mut self, scaling_factor: f64) -> Self {
+        self.config.scaling_factor = Some(scaling_factor);
+        self
     }
 
     /// Reads a diffusers `vae/` component folder (f16 and bf16 weights are widened to f32).
