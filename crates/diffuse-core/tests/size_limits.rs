@@ -104,3 +104,29 @@ fn a_pipeline_folder_with_an_oversized_config_is_a_load_error() {
     assert!(err.contains("sample_size"), "{err}");
     assert!(err.contains("config.json"), "{err}");
 }
+
+/// The error building an autoencoder from a fixture's config with `fields` changed.
+fn autoencoder_error(fields: &[(&str, Value)]) -> String {
+    use diffuse_core::nn::autoencoder::{AutoencoderKL, AutoencoderKLConfig};
+    let path = Path::new("tests/fixtures/autoencoder/rgb_quant_attn/vae/config.json");
+    let text = with_fields(json_file(path), fields);
+    let built = AutoencoderKLConfig::from_json(&text)
+        .and_then(|config| AutoencoderKL::new(&config, &Device::default()));
+    error_of(built)
+}
+
+#[test]
+fn oversized_autoencoder_configs_are_refused_naming_the_field() {
+    let err = autoencoder_error(&[("sample_size", json!(1_000_000_000))]);
+    assert!(err.contains("`sample_size` = 1000000000"), "{err}");
+    let err = autoencoder_error(&[("sample_size", json!(1 << 20))]);
+    assert!(err.contains("values are more than"), "{err}");
+    let err = autoencoder_error(&[("block_out_channels", json!([200_000, 200_000]))]);
+    assert!(err.contains("parameters"), "{err}");
+    let err = autoencoder_error(&[("norm_num_groups", json!(0))]);
+    assert!(err.contains("norm_num_groups"), "{err}");
+    let err = autoencoder_error(&[("scaling_factor", json!(-1.0))]);
+    assert!(err.contains("scaling_factor"), "{err}");
+    let err = autoencoder_error(&[("latent_channels", json!(0))]);
+    assert!(err.contains("latent_channels"), "{err}");
+}
